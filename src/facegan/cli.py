@@ -1,0 +1,52 @@
+"""The ``facegan`` command: one argparse parser, one module per subcommand.
+
+Each module in :mod:`facegan.commands` exposes ``register(subparsers)`` that adds its parser and
+sets ``func`` to a handler taking the parsed namespace. Handlers only parse and call the library;
+heavy imports (torch, PIL...) happen inside them so that ``facegan --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from facegan import __version__
+from facegan.errors import FaceganError
+
+#: Subcommands in the order of the data path; each is ``facegan.commands.<name>``.
+COMMANDS: tuple[str, ...] = ("prepare", "train", "sample", "stats", "fid", "pack", "run", "cnn")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facegan",
+        description=(
+            "Faces with GANs on CelebA 64x64: prepare -> train -> sample -> fid -> pack. "
+            "Run 'facegan COMMAND --help' for the options of each step."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"facegan {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"facegan.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except FaceganError as exc:
+        print(f"facegan: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facegan: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
