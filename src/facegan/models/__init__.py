@@ -1,0 +1,1 @@
+"""Networks: the lecture's building blocks (:mod:`.blocks`) and the GAN models built from them."""
