@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 from torchvision import transforms
 
-import facegan.data as data
+import facegan.data.cache as cache
+import facegan.data.celeba as celeba
 from facegan.cli import main
 from facegan.data import PrepareConfig, list_hash, prepare, sidecar_path, work_dir
 from facegan.errors import FaceganError
@@ -145,17 +146,17 @@ def test_strict_redoes_chunks_a_lenient_run_left(tmp_path, monkeypatch):
     faces(tmp_path / "src", 6)
     (tmp_path / "src" / "000001.jpg").write_bytes(b"junk")
     out = tmp_path / "c.npy"
-    real = data.prepare_image
+    real = cache.prepare_image
 
     def stop_in_chunk_2(raw, name, size=64):
         if name == "000005.jpg":
             raise KeyboardInterrupt
         return real(raw, name, size)
 
-    monkeypatch.setattr(data, "prepare_image", stop_in_chunk_2)
+    monkeypatch.setattr(cache, "prepare_image", stop_in_chunk_2)
     with pytest.raises(KeyboardInterrupt):
         prepare(tmp_path / "src", out, PrepareConfig(workers=1, chunk=2), **QUIET)
-    monkeypatch.setattr(data, "prepare_image", real)
+    monkeypatch.setattr(cache, "prepare_image", real)
     with pytest.raises(FaceganError, match="000001.jpg: not an image"):
         prepare(tmp_path / "src", out, PrepareConfig(workers=1, chunk=2, strict=True), **QUIET)
 
@@ -243,7 +244,7 @@ def test_download_failure_explains_what_to_do(tmp_path, monkeypatch, capsys):
             assert download and split == "all"
             raise RuntimeError("Too many users have viewed or downloaded this file recently.")
 
-    monkeypatch.setattr(data, "_torchvision_celeba", lambda: QuotaExceeded)
+    monkeypatch.setattr(celeba, "_torchvision_celeba", lambda: QuotaExceeded)
     root = tmp_path / "celeba-root"
     rc = main(["prepare", str(root), "-o", str(tmp_path / "c.npy"), "--download", "--quiet"])
     err = capsys.readouterr().err
@@ -260,9 +261,9 @@ def test_download_without_gdown_says_to_install_it(tmp_path, monkeypatch):
         def __init__(self, **kw):
             raise RuntimeError("To download files from GDrive, 'gdown' is required.")
 
-    monkeypatch.setattr(data, "_torchvision_celeba", lambda: NoGdown)
+    monkeypatch.setattr(celeba, "_torchvision_celeba", lambda: NoGdown)
     with pytest.raises(FaceganError, match="pip install gdown"):
-        data.download_celeba(tmp_path / "r")
+        celeba.download_celeba(tmp_path / "r")
 
 
 def test_download_success_then_prepare(tmp_path, monkeypatch, capsys):
@@ -270,7 +271,7 @@ def test_download_success_then_prepare(tmp_path, monkeypatch, capsys):
         def __init__(self, root, split, target_type, download):
             _celeba(Path(root))
 
-    monkeypatch.setattr(data, "_torchvision_celeba", lambda: FakeCelebA)
+    monkeypatch.setattr(celeba, "_torchvision_celeba", lambda: FakeCelebA)
     out = tmp_path / "v.npy"
     rc = main(["prepare", str(tmp_path / "r"), "-o", str(out), "--download", "--split", "valid",
                "--quiet", "--workers", "1"])

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import facegan.data as data
+import facegan.data.cache as cache
 from facegan.data import PrepareConfig, prepare, sidecar_path, work_dir
 
 QUIET = dict(progress=False, log=lambda msg: None)
@@ -32,7 +32,7 @@ def faces(folder: Path, n: int, seed: int = 0) -> None:
 @pytest.fixture
 def counting(monkeypatch):
     """Count prepare_image calls; ``counting.stop_at`` (a name) raises KeyboardInterrupt there."""
-    real = data.prepare_image
+    real = cache.prepare_image
 
     class Counter:
         calls = 0
@@ -45,7 +45,7 @@ def counting(monkeypatch):
             return real(raw, name, size)
 
     c = Counter()
-    monkeypatch.setattr(data, "prepare_image", c)
+    monkeypatch.setattr(cache, "prepare_image", c)
     return c
 
 
@@ -113,7 +113,7 @@ def test_corrupt_chunk_is_redone(tmp_path, counting):
 
 _SLOW_RUN = textwrap.dedent("""
     import sys, time
-    import facegan.data as d
+    import facegan.data.cache as d
     real = d.prepare_image
     def slow(raw, name, size=64):  # forked workers inherit the patched function
         time.sleep(0.04)

@@ -1,11 +1,7 @@
-"""The brief's preprocessing and ``prepare``: photos -> a uint8 (N, S, S, 3) training cache.
+"""``prepare``: photos -> a uint8 (N, S, S, 3) training cache, chunked, parallel and resumable.
 
-The brief turns each photo into a 64x64 training image with torchvision's ``Resize(64)`` then
-``CenterCrop(64)`` (then ``ToTensor()`` and a normalize to [-1, 1]). :func:`brief_transform`
-calls those very torchvision ops on the PIL image, so the cache is byte-identical to what the
-brief's pipeline sees; :func:`to_model_range` is the float conversion at the model's door.
-
-:func:`prepare` decodes every photo once, in worker processes, in chunks:
+:func:`prepare` decodes every photo once (with :func:`facegan.data.transform.prepare_image`), in
+worker processes, in chunks:
 
 * each chunk is written to ``<out>.partial/`` (atomically) and is the unit of progress and resume;
   the work folder is keyed by a hash of the file list, the files' sizes/mtimes and the options, so
@@ -14,18 +10,16 @@ brief's pipeline sees; :func:`to_model_range` is the float conversion at the mod
   so ``out`` is always either absent, the previous result or the new one; the JSON sidecar
   (:func:`sidecar_path`) is renamed right after it.
 
-Input decisions (what a user expects from "a folder of faces"):
+Per-file decisions taken here (the conversions themselves are :mod:`facegan.data.transform`'s):
 
-* grayscale, palette, CMYK, YCbCr... -> RGB with Pillow's ``convert``;
-* 16-bit images -> 8-bit by scaling (``round(v / 257)``, 65535 -> 255), never by clipping;
-* alpha (RGBA, LA, transparent palettes) -> composited on white, as a viewer shows it;
-* an EXIF orientation tag is applied first (phone photos stand upright);
-* images smaller than the target are upsampled by the same ``Resize`` (the brief's transform
-  works on them) and listed as ``upsampled`` in the sidecar; ``--small skip`` skips them instead;
+* images smaller than the target are upsampled and listed as ``upsampled`` in the sidecar;
+  ``--small skip`` skips them instead;
 * empty, truncated, corrupt and non-image files are skipped and listed with the reason;
   ``--strict`` fails on the first one instead.
 
 All counts and lists are in the sidecar. Order: the source's sorted names, skipped ones removed.
+The workers are module-level functions of this module (the pool forks on Linux, spawns
+elsewhere); :func:`prepare_image` is looked up here, so that is where tests patch it.
 """
 
 from __future__ import annotations
@@ -44,15 +38,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from facegan.data.celeba import resolve_source
+from facegan.data.transform import prepare_image
 from facegan.errors import BadImageError, FaceganError
-from facegan.images import ImageSource, decode_image, open_source
+from facegan.images import ImageSource
 
 #: Bumped when the cache's content for the same input would change (part of the resume key).
 CACHE_FORMAT = "facegan-cache/1"
-#: CelebA's split codes in ``list_eval_partition.txt``.
-CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}
-_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
-_16BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
 
 @dataclass
@@ -101,178 +93,7 @@ class PrepareReport:
 
 
 # ---------------------------------------------------------------------------------------------
-# The transform
-
-
-def to_rgb(img, name: str = "image"):
-    """``(rgb_image, note)``: ``img`` as an 8-bit RGB PIL image; ``note`` names any conversion.
-
-    ``note`` is ``None`` for RGB input, else the original mode (``"CMYK"``, ``"I;16"``...).
-    Raises :class:`BadImageError` for images with no sensible RGB reading (float images).
-    """
-    from PIL import Image
-
-    mode = img.mode
-    if mode == "RGB" and "transparency" not in img.info:
-        return img, None
-    try:
-        if mode in _16BIT_MODES:
-            # 16-bit grey: Pillow's convert() would clip everything above 255 to white;
-            # scale the full 0..65535 range onto 0..255 instead (65535 / 257 = 255 exactly).
-            wide = np.asarray(img).astype(np.float64)
-            img = Image.fromarray(np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8), "L")
-            return img.convert("RGB"), mode
-        if mode == "F":
-            raise BadImageError(name, "a floating-point image (mode F): its value range is unknown")
-        if mode in _ALPHA_MODES or "transparency" in img.info:
-            # What a viewer shows: the transparent parts over a white page.
-            rgba = img.convert("RGBA")
-            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            return Image.alpha_composite(white, rgba).convert("RGB"), mode
-        return img.convert("RGB"), mode
-    except (ValueError, OSError) as exc:
-        raise BadImageError(name, f"cannot convert mode {mode} to RGB ({exc})") from None
-
-
-def upright(img):
-    """``(image, rotated)``: ``img`` turned by its EXIF orientation tag, if it has one."""
-    from PIL import ImageOps
-
-    try:
-        orientation = img.getexif().get(0x0112, 1)
-    except Exception:  # a corrupt EXIF block is no reason to lose the picture
-        return img, False
-    if orientation in (None, 1):
-        return img, False
-    return ImageOps.exif_transpose(img), True
-
-
-def brief_transform(img, size: int = 64) -> np.ndarray:
-    """The brief's ``Compose([Resize(size), CenterCrop(size)])`` on an RGB PIL image -> uint8.
-
-    These are torchvision's own functional ops with ``Resize``'s defaults (bilinear, antialias),
-    not a reimplementation, so the pixels are the ones the brief's pipeline would produce.
-    """
-    import torchvision.transforms.functional as TF
-    from torchvision.transforms import InterpolationMode
-
-    resized = TF.resize(img, size, interpolation=InterpolationMode.BILINEAR, antialias=True)
-    return np.asarray(TF.center_crop(resized, [size, size]), dtype=np.uint8)
-
-
-def prepare_image(data: bytes, name: str, size: int = 64) -> tuple[np.ndarray, dict[str, Any]]:
-    """Bytes of one photo -> ``(uint8 (size, size, 3), notes)`` or :class:`BadImageError`.
-
-    ``notes`` has ``converted`` (original mode or None), ``rotated`` (bool) and ``original``
-    (width, height after rotation).
-    """
-    img = decode_image(data, name)
-    img, rotated = upright(img)
-    img, converted = to_rgb(img, name)
-    return brief_transform(img, size), {
-        "converted": converted,
-        "rotated": rotated,
-        "original": img.size,
-    }
-
-
-def to_model_range(x):
-    """uint8 images (N, H, W, 3) (torch or numpy) -> float32 (N, 3, H, W) in [-1, 1].
-
-    ``x / 127.5 - 1`` is ``ToTensor()`` (x / 255) then ``Normalize(0.5, 0.5)`` ((v - .5) / .5) in
-    one step on a whole batch; the two agree to float32 rounding (the test allows 2.5e-7; on torch
-    2.14 CPU they are bit-identical for all 256 values).
-    """
-    import torch
-
-    if isinstance(x, np.ndarray) and not x.flags.writeable:
-        x = np.array(x)  # a read-only memmap slice: torch warns on wrapping it (uint8 copy, cheap)
-    x = torch.as_tensor(x)
-    return x.permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1.0
-
-
-# ---------------------------------------------------------------------------------------------
-# Finding the images: CelebA layout, splits
-
-
-@dataclass
-class CelebaLayout:
-    """Where torchvision's CelebA layout keeps the aligned photos and the split file."""
-
-    images: Path
-    partition: Path | None
-
-
-def find_celeba(src: str | os.PathLike) -> CelebaLayout | None:
-    """The CelebA layout at or around ``src``, or ``None`` for any other folder or archive.
-
-    Accepted: ``ROOT`` (holding ``celeba/``), ``ROOT/celeba``, ``ROOT/celeba/img_align_celeba``
-    or ``img_align_celeba.zip``; the split file is ``list_eval_partition.txt`` (torchvision) or
-    ``list_eval_partition.csv`` (the Kaggle copy) next to the images.
-    """
-    src = Path(src)
-    if src.name in ("img_align_celeba", "img_align_celeba.zip"):
-        bases = [src.parent]
-    else:
-        bases = [src, src / "celeba"]
-    for base in bases:
-        for images in (base / "img_align_celeba", base / "img_align_celeba.zip"):
-            if images.exists():
-                part = next(
-                    (p for p in (base / "list_eval_partition.txt", base / "list_eval_partition.csv")
-                     if p.is_file()),
-                    None,
-                )
-                return CelebaLayout(images, part)
-    return None
-
-
-def read_partition(path: Path) -> dict[str, int]:
-    """``{file name: split code}`` from ``list_eval_partition.txt`` (or the Kaggle ``.csv``)."""
-    table: dict[str, int] = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        parts = line.replace(",", " ").split()
-        if not parts:
-            continue
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            if lineno == 1:
-                continue  # the CSV header "image_id,partition"
-            raise FaceganError(f"{path}:{lineno}: expected 'NAME SPLIT', got {line!r}")
-        table[parts[0]] = int(parts[1])
-    return table
-
-
-def resolve_source(src: str | os.PathLike, split: str = "all") -> tuple[ImageSource, dict[str, Any]]:
-    """The images to prepare (already filtered to ``split``) and a description for the sidecar."""
-    layout = find_celeba(src)
-    info: dict[str, Any] = {"source": str(Path(src).resolve()), "split": split}
-    if layout is None:
-        if split != "all":
-            raise FaceganError(
-                f"{src}: --split {split} needs the CelebA layout (img_align_celeba/ with "
-                "list_eval_partition.txt beside it); this is a plain folder or archive"
-            )
-        source = open_source(src)
-        info["layout"] = source.kind
-        return source, info
-    source = open_source(layout.images)
-    info.update(layout="celeba", images=str(layout.images.resolve()),
-                partition=str(layout.partition) if layout.partition else None)
-    if split == "all":
-        return source, info
-    if layout.partition is None:
-        raise FaceganError(
-            f"{layout.images.parent}: --split {split} needs list_eval_partition.txt next to "
-            f"{layout.images.name} (download it with the images, or use --split all)"
-        )
-    table = read_partition(layout.partition)
-    code = CELEBA_SPLITS[split]
-    wanted = {n for n, c in table.items() if c == code}
-    source.names = [n for n in source.names if n.rsplit("/", 1)[-1] in wanted]
-    found = {n.rsplit("/", 1)[-1] for n in source.names}
-    missing = sorted(wanted - found)  # e.g. a partial copy of CelebA: say so, but go on
-    info["missing_count"], info["missing_first"] = len(missing), missing[:20]
-    return source, info
+# The resume key: which files, in which order, unchanged
 
 
 def list_hash(names: list[str]) -> str:
@@ -574,39 +395,3 @@ def prepare(
     return PrepareReport(out, side, count, len(names), skipped, upsampled, converted,
                          resumed, seconds, meta)
 
-
-# ---------------------------------------------------------------------------------------------
-# --download
-
-
-def _torchvision_celeba():
-    """torchvision's CelebA dataset class (a seam so tests can stand in for the network)."""
-    from torchvision.datasets import CelebA
-
-    return CelebA
-
-
-def download_celeba(root: str | os.PathLike) -> Path:
-    """Fetch CelebA (aligned photos + split file) into ``root/celeba`` with torchvision.
-
-    Returns ``root``. On failure raises :class:`FaceganError` that says what went wrong and how to
-    put the files in place by hand.
-    """
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        _torchvision_celeba()(root=str(root), split="all", target_type=[], download=True)
-    except Exception as exc:  # gdown, HTTP, quota, md5, zip errors: all end the same way for a user
-        hint = ""
-        if "gdown" in str(exc):
-            hint = "torchvision needs the 'gdown' package for this: pip install gdown, then retry. "
-        raise FaceganError(
-            f"{root}: downloading CelebA with torchvision failed: {exc}\n"
-            f"  {hint}The files live on a quota-limited Google Drive that often refuses downloads "
-            "for a day.\n  Get them by hand instead: from https://mmlab.ie.cuhk.edu.hk/projects/"
-            "CelebA.html (Align&Cropped Images) download img_align_celeba.zip and "
-            "Eval/list_eval_partition.txt,\n"
-            f"  put both in {root / 'celeba'}/, unzip the zip there (it makes img_align_celeba/), "
-            f"then run: facegan prepare {root} -o data/celeba64.npy"
-        ) from None
-    return root
