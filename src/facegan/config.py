@@ -81,7 +81,8 @@ def add_dataclass_arguments(
         tp, optional = _unwrap_optional(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else None
         help_text = docs.get(f.name, "")
-        help_text = f"{help_text} (default: {default})" if help_text else f"default: {default}"
+        if default not in (None, ""):  # "(default: None)" tells a reader nothing
+            help_text = f"{help_text} (default: {default})" if help_text else f"default: {default}"
         kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text, "dest": f.name}
         if tp is bool:
             parser.add_argument(_option(f.name), action=argparse.BooleanOptionalAction, **kw)
@@ -90,7 +91,7 @@ def add_dataclass_arguments(
             choices = typing.get_args(tp)
             kw.update(choices=choices, type=type(choices[0]), metavar="{" + ",".join(map(str, choices)) + "}")
         elif tp in (int, float, str):
-            kw.update(type=tp, metavar=tp.__name__.upper())
+            kw.update(type=tp, metavar=f.name.upper())
         else:
             raise TypeError(f"{cls.__name__}.{f.name}: unsupported type {tp!r} for a CLI option")
         if optional:
