@@ -1,0 +1,219 @@
+"""Seeing a run: stats.jsonl, a progress bar or tick lines, sample grids, curves, TensorBoard.
+
+Named ``monitor`` rather than ``logging`` so it never shadows the standard library module.
+Everything here runs on rank 0 only and never touches a random generator, so watching a run
+cannot change it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def grid_image(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> np.ndarray:
+    """Tile uint8 (N, H, W, 3) images into one uint8 (H', W', 3) grid (``nrow`` per row)."""
+    import torch
+    from torchvision.utils import make_grid
+
+    n = len(images)
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
+    t = torch.as_tensor(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (N, 3, H, W)
+    grid = make_grid(t, nrow=nrow, padding=pad, pad_value=255)  # uint8 stays uint8
+    return grid.permute(1, 2, 0).contiguous().numpy()
+
+
+def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int | None = None) -> Path:
+    """Write uint8 (N, H, W, 3) images as one PNG grid."""
+    from facegan.images import save_png
+
+    path = Path(path)
+    save_png(grid_image(images, nrow), path)
+    return path
+
+
+def read_stats(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a stats.jsonl (a torn last line from a crash is ignored)."""
+    rows = []
+    p = Path(path)
+    if p.is_file():
+        for line in p.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def plot_curves(stats_path: str | os.PathLike, out_png: str | os.PathLike) -> Path | None:
+    """Plot the losses (and FID where scored) against thousands of images; None without data."""
+    rows = read_stats(stats_path)
+    ticks = [r for r in rows if "loss_d" in r]
+    fids = [r for r in rows if r.get("fid") is not None]
+    if not ticks and not fids:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ncols = 2 if fids else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4), squeeze=False)
+    ax = axes[0][0]
+    kimg = [r["kimg"] for r in ticks]
+    ax.plot(kimg, [r["loss_d"] for r in ticks], label="D loss")
+    ax.plot(kimg, [r["loss_g"] for r in ticks], label="G loss")
+    ax.set_xlabel("thousands of images")
+    ax.set_ylabel("loss (mean over tick)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    if fids:
+        ax = axes[0][1]
+        ax.plot([r["kimg"] for r in fids], [r["fid"] for r in fids], "o-", label=f"FID@{fids[-1].get('fid_n', '?')}")
+        floor = fids[-1].get("fid_floor")
+        if floor is not None:
+            ax.axhline(floor, color="gray", ls="--", label=f"real-data floor {floor:.1f}")
+        ax.set_xlabel("thousands of images")
+        ax.set_ylabel("FID")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    fig.savefig(out_png, dpi=90)
+    plt.close(fig)
+    return out_png
+
+
+class TensorBoard:
+    """Scalars to TensorBoard when the ``tensorboard`` package is installed; silently off otherwise."""
+
+    def __init__(self, logdir: str | os.PathLike):
+        self.writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard not installed: nothing to write to
+            return
+        self.writer = SummaryWriter(str(logdir))
+
+    def scalars(self, values: dict[str, Any], nimg: int) -> None:
+        if self.writer is None:
+            return
+        for k, v in values.items():
+            if isinstance(v, (int, float)) and k not in ("kimg", "step"):
+                self.writer.add_scalar(k, v, nimg)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class Monitor:
+    """One run's outputs on rank 0: stats.jsonl lines, a tqdm bar (or printed ticks), TensorBoard.
+
+    Args:
+        out: the run folder.
+        total_img: images to train for (None when only minutes limit the run).
+        total_seconds: seconds to train for (None when only kimg limits it).
+        start_img, start_seconds: where a resumed run starts.
+        enabled: False on ranks other than 0.
+        bar: use a tqdm bar when stderr is a terminal (otherwise print one line per tick).
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        *,
+        total_img: int | None,
+        total_seconds: float | None,
+        start_img: int = 0,
+        start_seconds: float = 0.0,
+        enabled: bool = True,
+        bar: bool = True,
+    ):
+        self.out, self.enabled = out, enabled
+        self.total_img, self.total_seconds = total_img, total_seconds
+        self.stats_path = out / "stats.jsonl"
+        self.last_img = start_img
+        self.bar = None
+        self.tb = TensorBoard(out / "tb") if enabled else None
+        if enabled and bar and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=total_img, initial=start_img, unit="img", unit_scale=True, dynamic_ncols=True, smoothing=0.1,
+                desc="train",
+            )
+
+    def eta(self, nimg: int, seconds: float, rate: float) -> float | None:
+        """Seconds left: the sooner of the image and the time limits."""
+        left = []
+        if self.total_img is not None and rate > 0:
+            left.append((self.total_img - nimg) / rate)
+        if self.total_seconds is not None:
+            left.append(self.total_seconds - seconds)
+        return max(0.0, min(left)) if left else None
+
+    def step(self, nimg: int) -> None:
+        if self.bar is not None:
+            self.bar.update(nimg - self.last_img)
+        self.last_img = nimg
+
+    def tick(self, record: dict[str, Any]) -> None:
+        """Append ``record`` to stats.jsonl and show it."""
+        if not self.enabled:
+            return
+        self.log(record)
+        eta = record.get("eta_s")
+        short = (
+            f"kimg {record['kimg']:.1f}  {record['img_per_s']:.0f} img/s  "
+            f"D {record['loss_d']:.3f}  G {record['loss_g']:.3f}"
+            + (f"  ETA {format_duration(eta)}" if eta is not None else "")
+        )
+        if self.bar is not None:
+            self.bar.set_postfix_str(
+                f"{record['img_per_s']:.0f} img/s D={record['loss_d']:.3f} G={record['loss_g']:.3f}"
+                + (f" left={format_duration(eta)}" if eta is not None and self.total_img is None else "")
+            )
+        else:
+            print(short, flush=True)
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one JSON line to stats.jsonl (and the numbers to TensorBoard)."""
+        if not self.enabled:
+            return
+        record = {"time": round(time.time(), 3), **record}
+        with open(self.stats_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            self.tb.scalars(record, int(record.get("kimg", 0) * 1000))
+
+    def message(self, text: str) -> None:
+        """A line for the user that does not break the bar."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None

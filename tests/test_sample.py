@@ -1,0 +1,72 @@
+"""Sampling: image i from seed i, independent of batching; the CLI writes N PNGs from a checkpoint."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from facegan.cli import main
+from facegan.errors import FaceganError
+from facegan.models.registry import create_generator
+from facegan.sample import generate, load_generator, noise_for_seeds, to_uint8
+from facegan.train import TrainConfig, training_loop
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sample")
+    np.save(root / "c.npy", np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8))
+    training_loop(TrainConfig(data=str(root / "c.npy"), out=str(root / "run"), kimg=0.024, resolution=16, z_dim=8,
+                              ngf=4, ndf=4, batch=8, precision="fp32", progress=False, bn_batches=2))
+    return root / "run"
+
+
+def test_noise_is_per_seed():
+    a = noise_for_seeds([5, 6, 7], 10)
+    assert torch.equal(a[1], noise_for_seeds([6], 10)[0])
+    assert not torch.equal(a[0], a[1])
+
+
+def test_to_uint8_rounds_once():
+    x = torch.tensor([-1.0, -0.99, 0.0, 1.0, 1.2]).view(1, 1, 1, 5).expand(1, 3, 1, 5)
+    assert to_uint8(x)[0, 0, :, 0].tolist() == [0, 1, 128, 255, 255]  # 127.5 rounds half to even: 128
+
+
+def test_image_i_does_not_depend_on_the_batch():
+    torch.manual_seed(0)
+    G = create_generator("dcgan", z_dim=8, ngf=4, resolution=16)
+    G.train()  # generate must switch to eval mode itself (and give the mode back)
+    many = generate(G, list(range(10)), batch_size=4)
+    alone = generate(G, [7], batch_size=1)
+    assert G.training
+    assert many.shape == (10, 16, 16, 3) and many.dtype == np.uint8
+    assert np.array_equal(many[7], alone[0])
+    assert not np.array_equal(many[6], many[7])
+
+
+def test_sample_command_writes_pngs(run, tmp_path, capsys):
+    out = tmp_path / "samples"
+    assert main(["sample", str(run / "last.pt"), "-n", "12", "-o", str(out), "--batch", "5", "--device", "cpu"]) == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert files == [f"{i:04d}.png" for i in range(12)]
+    img = Image.open(out / "0003.png")
+    assert (img.size, img.mode) == ((16, 16), "RGB")
+    G = load_generator(run / "last.pt", "ema")
+    assert np.array_equal(np.asarray(img), generate(G, [3])[0])  # regenerate image 3 alone
+    assert "wrote 12 images" in capsys.readouterr().out
+    # a folder that already holds images is refused unless --overwrite
+    assert main(["sample", str(run), "-n", "12", "-o", str(out)]) == 2
+    assert "already holds 12 images" in capsys.readouterr().err
+    assert main(["sample", str(run), "-n", "12", "-o", str(out), "--overwrite", "--which", "g"]) == 0
+
+
+def test_ema_and_raw_generator_differ_and_missing_ema_is_explained(run, tmp_path):
+    ema, raw = load_generator(run, "ema"), load_generator(run, "g")
+    assert not torch.equal(ema.net[0][0].weight, raw.net[0][0].weight)
+    np.save(tmp_path / "c.npy", np.zeros((8, 16, 16, 3), np.uint8))
+    training_loop(TrainConfig(data=str(tmp_path / "c.npy"), out=str(tmp_path / "r"), kimg=0.008, resolution=16,
+                              z_dim=8, ngf=4, ndf=4, batch=8, ema=False, progress=False))
+    with pytest.raises(FaceganError, match="no EMA generator.*--which g"):
+        load_generator(tmp_path / "r" / "last.pt", "ema")
+    with pytest.raises(FaceganError, match="no such checkpoint"):
+        load_generator(tmp_path / "nope.pt")
