@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from facegan.errors import FaceganError
-from facegan.loader import BatchLoader, to_model_range
+from facegan.data import to_model_range
+from facegan.loader import BatchLoader
 from facegan.losses import LOSSES, get_loss
 from facegan.train.config import TrainConfig
 

@@ -18,15 +18,10 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from facegan.data.transform import to_model_range
+
 #: Mixes the epoch into the seed so consecutive epochs get unrelated permutations.
 _EPOCH_STRIDE = 1_000_003
-
-
-def to_model_range(images: torch.Tensor, dtype: torch.dtype = torch.float32, channels_last: bool = False) -> torch.Tensor:
-    """uint8 (B, H, W, 3) → float (B, 3, H, W) in [-1, 1] via ``x / 127.5 - 1``: the model's door."""
-    x = images.permute(0, 3, 1, 2)  # a view: NHWC storage is exactly channels_last NCHW
-    x = x.to(dtype) if channels_last else x.contiguous().to(dtype)
-    return x.div_(127.5).sub_(1.0)
 
 
 class BatchLoader:

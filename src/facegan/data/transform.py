@@ -101,16 +101,25 @@ def prepare_image(data: bytes, name: str, size: int = 64) -> tuple[np.ndarray, d
     }
 
 
-def to_model_range(x):
-    """uint8 images (N, H, W, 3) (torch or numpy) -> float32 (N, 3, H, W) in [-1, 1].
+def to_model_range(x, dtype=None, channels_last: bool = False):
+    """uint8 images (N, H, W, 3) (torch or numpy) -> float (N, 3, H, W) in [-1, 1].
 
     ``x / 127.5 - 1`` is ``ToTensor()`` (x / 255) then ``Normalize(0.5, 0.5)`` ((v - .5) / .5) in
     one step on a whole batch; the two agree to float32 rounding (the test allows 2.5e-7; on torch
-    2.14 CPU they are bit-identical for all 256 values).
+    2.14 CPU they are bit-identical for all 256 values). This is the model's door: the training
+    loader and every other float conversion go through it.
+
+    ``dtype`` defaults to float32. ``channels_last=True`` keeps the NHWC storage (the permuted view
+    *is* channels_last NCHW), which saves a copy when the convolutions run channels_last.
     """
     import torch
 
     if isinstance(x, np.ndarray) and not x.flags.writeable:
         x = np.array(x)  # a read-only memmap slice: torch warns on wrapping it (uint8 copy, cheap)
     x = torch.as_tensor(x)
-    return x.permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1.0
+    if x.dtype != torch.uint8:  # also keeps the in-place ops below off the caller's tensor
+        raise TypeError(f"to_model_range expects uint8 images, got {x.dtype}")
+    x = x.permute(0, 3, 1, 2)
+    dtype = dtype or torch.float32
+    x = x.to(dtype) if channels_last else x.contiguous().to(dtype)
+    return x.div_(127.5).sub_(1.0)
