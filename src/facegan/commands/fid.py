@@ -1,16 +1,75 @@
-"""``facegan fid``: not built yet (placeholder so the CLI stays whole)."""
+"""``facegan fid A B``: FID (and KID, and the real-data floor) between two sets of images."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
-from facegan.errors import FaceganError
+from facegan.config import add_dataclass_arguments, dataclass_from_args
+from facegan.fid.options import CompareOptions, ScorerOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fid", help="(not built yet)", description="Not built yet.")
+    p = sub.add_parser(
+        "fid",
+        help="FID and KID between two sets of images (or .npz statistics)",
+        description=(
+            "FID between A and B, each a folder of images (recursive), a .zip/.tar.gz of images, "
+            "a uint8 .npy (N, H, W, 3) or .npz statistics (facegan stats or pytorch-fid). Same "
+            "numbers as 'python -m pytorch_fid A B'. Also KID (unbiased, mean ± std over subsets; "
+            "needs images on both sides) and the number of images on each side; with --floor REAL, "
+            "the FID that real photos get at the same sample size."
+        ),
+    )
+    p.add_argument("a", metavar="A", help="the images being judged (e.g. samples/)")
+    p.add_argument("b", metavar="B", help="the reference (images or .npz statistics)")
+    p.add_argument(
+        "--floor",
+        metavar="REAL_SRC",
+        help="real images (the reference photos): also report the FID of |A| of them against the "
+        "statistics of the others, over disjoint splits (one pass; reused when REAL_SRC is B)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_dataclass_arguments(p, ScorerOptions)
+    add_dataclass_arguments(p, CompareOptions)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise FaceganError("'facegan fid' is not built yet")
+    from facegan.fid.comparison import compare
+    from facegan.fid.features import keep_freed_memory
+
+    scorer_opts = dataclass_from_args(ScorerOptions, args)
+    if scorer_opts.device == "cpu":
+        keep_freed_memory()  # a scoring process: reuse activation memory between batches
+    opts = dataclass_from_args(CompareOptions, args)
+    result = compare(
+        args.a,
+        args.b,
+        lambda: scorer_opts.scorer(progress=not args.quiet),  # made once the inputs check out
+        kid_subsets=opts.kid_subsets,
+        kid_subset_size=opts.kid_subset_size,
+        floor_src=args.floor,
+        floor_splits=opts.floor_splits,
+        floor_n=opts.floor_n,
+        strict=scorer_opts.strict,
+        seed=opts.seed,
+        workers=scorer_opts.workers,
+    )
+    for w in result.warnings:
+        print(f"facegan: warning: {w}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(f"FID    {result.fid:.6f}")
+    if result.kid is not None:
+        k = result.kid
+        print(f"KID    {k['mean']:.6f} ± {k['std']:.6f}  ({k['subsets']} subsets of {k['subset_size']})")
+    else:
+        print(f"KID    n/a ({result.kid_note})")
+    print(f"n      A: {result.a.stats.n or 'unknown'} ({args.a})   B: {result.b.stats.n or 'unknown'} ({args.b})")
+    if result.floor is not None:
+        print(f"floor  {result.floor.describe()} of {args.floor}")
+    return 0

@@ -1,0 +1,207 @@
+"""What a scoring source is — a folder, archive, ``.npy`` or ``.npz`` — and reading it.
+
+:func:`open_images` turns a folder (recursive), ``.zip``/``.tar(.gz)`` or uint8 ``.npy``
+``(N, H, W, 3)`` into an :class:`ImageSet` that yields uint8 batches; ``.npz`` files are
+statistics (:class:`~facegan.fid.stats.Stats`). :func:`load_source_stats` gives the statistics
+of any of them; :func:`summarize_source` also keeps some features (for KID and the floor).
+
+Images are decoded as pytorch-fid does (``PIL.Image.open(f).convert("RGB")``: grayscale is
+replicated, alpha dropped, 16-bit clipped by Pillow). Non-image files are skipped and counted
+by :func:`facegan.images.open_source`; images that cannot be decoded are skipped and counted
+too, or with ``strict`` any of them is an error naming the file. Bytes are read in order in
+the calling thread (archives are not thread-safe) and decoded in a small thread pool, a
+bounded window ahead of the network.
+
+The input hash (:attr:`ImageSet.sha256`) covers every listed image: sha256 over
+``name NUL sha256(bytes) LF`` in sorted order (so a folder and a zip of the same files agree),
+or over the shape and raw bytes of an ``.npy``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+
+from facegan.errors import BadImageError, FaceganError
+from facegan.images import decode_image, load_uint8_array, open_source
+
+if TYPE_CHECKING:  # pragma: no cover
+    from facegan.fid.features import FIDScorer, Summary
+    from facegan.fid.stats import Stats
+
+#: Images decoded ahead of the network, per decoding thread.
+_PREFETCH = 64
+
+
+def is_stats_file(src: str | os.PathLike) -> bool:
+    return str(src).lower().endswith(".npz")
+
+
+@dataclass
+class ImageSet:
+    """The images of one source, read in sorted order as uint8 batches."""
+
+    path: Path
+    kind: str
+    """``folder``, ``zip``, ``tar`` or ``npy``."""
+    count: int
+    """Images listed (before decoding failures)."""
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """``(name, reason)`` of entries not used: non-images, and images that failed to decode."""
+    _source: object = field(default=None, repr=False)
+    _array: np.ndarray | None = field(default=None, repr=False)
+    _sha256: str | None = field(default=None, repr=False)
+
+    @property
+    def sha256(self) -> str:
+        """The input hash (computed by a reading pass, or on demand from the bytes alone)."""
+        if self._sha256 is None:
+            self._sha256 = self._hash_only()
+        return self._sha256
+
+    def _hash_only(self) -> str:
+        if self._array is not None:
+            return _array_sha256(self._array)
+        h = hashlib.sha256()
+        for name in self._source.names:
+            _hash_entry(h, name, self._source.read_bytes(name))
+        return h.hexdigest()
+
+    def batches(self, batch_size: int, *, strict: bool = False, workers: int = 2) -> Iterator[np.ndarray]:
+        """uint8 (B, H, W, 3) batches in order; consecutive images of one size share a batch."""
+        if self._array is not None:
+            self._sha256 = self._sha256 or _array_sha256(self._array)
+            for i in range(0, self.count, batch_size):
+                yield np.array(self._array[i : i + batch_size])  # a writable copy off the mmap
+            return
+        if strict and self.skipped:
+            name, reason = self.skipped[0]
+            raise BadImageError(f"{self.path}:{name}", f"{reason} (--strict; {len(self.skipped)} such)")
+        h = hashlib.sha256()
+        run: list[np.ndarray] = []
+        for name, result in self._decoded(h, workers):
+            if isinstance(result, BadImageError):
+                if strict:
+                    raise BadImageError(f"{self.path}:{name}", result.reason)
+                self.skipped.append((name, result.reason))
+                continue
+            if run and (len(run) == batch_size or run[0].shape != result.shape):
+                yield np.stack(run)
+                run = []
+            run.append(result)
+        if run:
+            yield np.stack(run)
+        self._sha256 = h.hexdigest()
+
+    def _decoded(self, h, workers: int) -> Iterator[tuple[str, object]]:
+        """``(name, uint8 array or BadImageError)`` in order, decoded ahead in threads."""
+        names = iter(self._source.names)
+        pending: deque = deque()
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+
+            def submit() -> bool:
+                name = next(names, None)
+                if name is None:
+                    return False
+                data = self._source.read_bytes(name)
+                _hash_entry(h, name, data)
+                pending.append((name, pool.submit(_decode_rgb, data, name)))
+                return True
+
+            while len(pending) < _PREFETCH * max(1, workers) and submit():
+                pass
+            while pending:
+                name, fut = pending.popleft()
+                submit()
+                yield name, fut.result()
+        self._source.close()
+
+
+def _hash_entry(h, name: str, data: bytes) -> None:
+    h.update(name.encode("utf-8", "surrogateescape") + b"\0" + hashlib.sha256(data).hexdigest().encode() + b"\n")
+
+
+def _array_sha256(arr: np.ndarray) -> str:
+    h = hashlib.sha256(f"npy|{arr.dtype}|{tuple(arr.shape)}\n".encode())
+    step = max(1, (1 << 24) // max(1, arr[0].nbytes if len(arr) else 1))
+    for i in range(0, arr.shape[0], step):
+        h.update(np.ascontiguousarray(arr[i : i + step]).data)
+    return h.hexdigest()
+
+
+def _decode_rgb(data: bytes, name: str):
+    """8-bit RGB (H, W, 3) uint8 exactly as pytorch-fid reads it, or the BadImageError."""
+    try:
+        img = decode_image(data, name)
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except BadImageError as exc:
+        return exc
+
+
+def open_images(src: str | os.PathLike) -> ImageSet:
+    """An :class:`ImageSet` for a folder, ``.zip``, ``.tar(.gz)`` or uint8 ``.npy``."""
+    path = Path(src)
+    if path.suffix.lower() == ".npy":
+        arr = load_uint8_array(path)
+        return ImageSet(path, "npy", int(arr.shape[0]), _array=arr)
+    source = open_source(path)
+    return ImageSet(path, source.kind, len(source.names), list(source.skipped), _source=source)
+
+
+def check_count(images: ImageSet, n: int) -> None:
+    if n == 0:
+        reasons = "; ".join(f"{name}: {why}" for name, why in images.skipped[:3])
+        more = f" ({len(images.skipped)} files skipped: {reasons}{'...' if len(images.skipped) > 3 else ''})"
+        raise FaceganError(f"{images.path}: no images found{more if images.skipped else ''}")
+    if n < 2:
+        raise FaceganError(f"{images.path}: FID needs at least 2 images, found {n}")
+
+
+def load_source_stats(
+    src: str | os.PathLike, scorer: "FIDScorer", *, strict: bool = False, workers: int = 2
+) -> "Stats":
+    """Statistics of any source: an ``.npz`` is loaded (shape-checked), images are scored."""
+    from facegan.fid.features import FEATURE_DIMS
+    from facegan.fid.stats import Stats
+
+    if is_stats_file(src):
+        return Stats.load(src, dims=FEATURE_DIMS)
+    images = open_images(src)
+    check_count(images, images.count)
+    batches = images.batches(scorer.batch_size, strict=strict, workers=workers)
+    stats = scorer.statistics(batches, source=str(src), total=images.count)
+    stats.input_sha256 = images.sha256
+    return stats
+
+
+def summarize_source(
+    images: ImageSet,
+    scorer: "FIDScorer",
+    *,
+    keep: int,
+    seed: int = 0,
+    strict: bool = False,
+    workers: int = 2,
+) -> tuple["Stats", "Summary"]:
+    """One pass: statistics of all images and the features of ``keep`` random ones."""
+    from facegan.fid.features import summarize
+    from facegan.fid.stats import Stats
+
+    check_count(images, images.count)
+    batches = images.batches(scorer.batch_size, strict=strict, workers=workers)
+    blocks = scorer.iter_features(batches, total=images.count)
+    summary = summarize(blocks, images.count, keep, seed)
+    check_count(images, summary.moments.n)
+    m = summary.moments
+    stats = Stats(
+        m.mean(), m.cov(), m.n, source=str(images.path), input_sha256=images.sha256,
+        weights_sha256=scorer.weights_sha256,
+    )
+    return stats, summary
