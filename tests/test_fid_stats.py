@@ -296,3 +296,17 @@ def test_floor_needs_enough_real_images():
     s = summarize([x], 5, keep=5, dims=8)
     with pytest.raises(FaceganError, match="too few for a floor"):
         real_floor(s, n_sample=4)
+
+
+def test_recorded_floor_roundtrips_and_is_matched_by_sample_count(tmp_path):
+    from facegan.fid.stats import Stats
+
+    rng = np.random.default_rng(3)
+    floor = {"mean": 16.4, "std": 0.2, "low": 16.2, "high": 16.8, "values": [16.2, 16.6],
+             "n_sample": 1000, "n_rest": 9000, "splits": 2}
+    st = Stats(rng.normal(size=4), np.eye(4), 10000, floor=floor)
+    back = Stats.load(st.save(tmp_path / "ref.npz"))
+    assert back.floor == floor
+    assert back.floor_at(1000) == pytest.approx(16.4)
+    assert back.floor_at(500) is None  # a floor only speaks for the sample size it was measured at
+    assert Stats.load(Stats(np.zeros(4), np.eye(4), 5).save(tmp_path / "plain.npz")).floor is None

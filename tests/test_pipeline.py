@@ -30,7 +30,7 @@ def photos(tmp_path):
 def test_run_makes_every_product_and_a_rerun_resumes(photos, tmp_path):
     out = tmp_path / "run"
     cfg = RunConfig(data=str(photos), out=str(out), student="20251234", kimg=0.064, n=20, ref_n=60,
-                    fid_kimg=0.032, device="cpu")
+                    fid_kimg=0.064, device="cpu")
     lines: list[str] = []
     res = run_pipeline(cfg, log=lines.append, train_overrides=TINY)
 
@@ -47,6 +47,10 @@ def test_run_makes_every_product_and_a_rerun_resumes(photos, tmp_path):
     # 60 photos, 20 per split: two disjoint real-vs-rest splits give the floor beside the score
     assert score["floor"]["n_sample"] == 20 and score["floor"]["splits"] == 2
     assert any(line.startswith("FID@20 = ") and "real photos score" in line for line in lines)
+    # the floor travels in ref.npz, so training logs it beside every FID it measures
+    logged = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+    fids = [rec for rec in logged if "fid" in rec]
+    assert fids and all(rec["fid_floor"] == pytest.approx(score["floor"]["mean"]) for rec in fids)
 
     # Second call: cache and reference reused, training resumed (already at its length).
     lines.clear()

@@ -150,9 +150,10 @@ def reference_step(cfg: RunConfig, cache: Path, out: Path, device: str, log: Cal
     from facegan.images import load_uint8_array
 
     if cfg.ref is not None:
-        Stats.load(cfg.ref)  # fail now, not after training, when it is not readable
-        log(f"[2/6] reference: {cfg.ref} (given; the real-data floor is unknown for it)")
-        return Path(cfg.ref), None
+        given = Stats.load(cfg.ref)  # fail now, not after training, when it is not readable
+        floor = given.floor if given.floor_at(cfg.n) is not None else None
+        log(f"[2/6] reference: {cfg.ref} (given; real-data floor {'recorded' if floor else 'unknown'})")
+        return Path(cfg.ref), floor
     ref, floor_file = out / "ref.npz", out / "ref-floor.json"
     images = load_uint8_array(cache)
     key = {"cache": str(cache.resolve()), "cache_bytes": cache.stat().st_size, "ref_n": cfg.ref_n,
@@ -174,8 +175,9 @@ def reference_step(cfg: RunConfig, cache: Path, out: Path, device: str, log: Cal
     log(f"[2/6] reference: FID statistics of {n_ref} prepared photos -> {ref}")
     scorer = FIDScorer(device=device, progress=True)
     stats, summary = summarize_source(open_images(source), scorer, keep=floor_keep(cfg.n, splits))
-    stats.save(ref)
     floor = real_floor(summary, cfg.n, splits).to_dict() if splits >= 1 else None
+    stats.floor = floor  # recorded in ref.npz: training prints it beside every FID
+    stats.save(ref)
     if source != cache:
         Path(source).unlink()
     floor_file.write_text(json.dumps({"key": key, "n_ref": n_ref, "floor": floor}, indent=1))

@@ -3,12 +3,15 @@
 A :class:`Stats` is saved as an ``.npz`` that pytorch-fid reads as is (``mu`` and ``sigma``,
 float64) with extra keys pytorch-fid ignores: ``n``, the source it was made from, a hash of the
 input images (``input_sha256``) and the Inception weights' checksum (``weights_sha256``), so a
-stale file is recognised instead of silently reused. Files made by other tools (only ``mu``,
-``sigma``) load with those fields empty.
+stale file is recognised instead of silently reused; and, when known, the real-data floor of
+the images it was made from (``floor_json``: what N real images score against the rest), so a
+score against this file can be printed beside the figure real photos get. Files made by other
+tools (only ``mu``, ``sigma``) load with those fields empty.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -38,12 +41,20 @@ class Stats:
     """Hash of the input images (see :mod:`facegan.fid.sources`), '' when unknown."""
     weights_sha256: str = ""
     """:func:`facegan.fid.inception.weights_sha256` of the network used, '' when unknown."""
+    floor: dict | None = None
+    """The real-data floor of these images (:meth:`facegan.fid.floor.Floor.to_dict`), if measured."""
 
     def __post_init__(self) -> None:
         self.mu = np.asarray(self.mu, np.float64)
         self.sigma = np.asarray(self.sigma, np.float64)
         _check_shapes(self.mu, self.sigma, "statistics")
         self.n = int(self.n)
+
+    def floor_at(self, n: int) -> float | None:
+        """The recorded floor's mean FID when it was measured at ``n`` samples, else ``None``."""
+        if self.floor and self.floor.get("n_sample") == n:
+            return float(self.floor["mean"])
+        return None
 
     @property
     def dims(self) -> int:
@@ -66,6 +77,7 @@ class Stats:
                     source=np.str_(self.source),
                     input_sha256=np.str_(self.input_sha256),
                     weights_sha256=np.str_(self.weights_sha256),
+                    floor_json=np.str_(json.dumps(self.floor) if self.floor else ""),
                     facegan_version=np.str_(__version__),
                     facegan_format=np.int64(FORMAT),
                 )
@@ -113,6 +125,7 @@ class Stats:
             source=text("source"),
             input_sha256=text("input_sha256"),
             weights_sha256=text("weights_sha256"),
+            floor=json.loads(text("floor_json")) if text("floor_json") else None,
         )
 
 
