@@ -33,20 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared/data"
+from _common import SHARED, build_cache  # bench/ is on sys.path when run as a script
+
 FLOOR_1K = 16.43  # celeba-10k-figures.md: 1,000 real vs the other 9,000, mean of 10 splits
-
-
-def build_cache(photos: Path, cache: Path) -> Path:
-    """The 64×64 uint8 cache of ``photos`` (made once with ``facegan prepare``'s library call)."""
-    if cache.is_file():
-        return cache
-    from facegan.data import prepare
-
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    prepare(photos, cache, progress=False, log=lambda *a, **k: None)
-    return cache
 
 
 @torch.no_grad()
@@ -141,7 +130,7 @@ def main() -> None:
         print(f"| {name} | {fid:.1f} | {FLOOR_1K} |")
     best = min(rows, key=lambda r: r[1])
     print(f"\nbest sampling for this run: {best[0]} (FID {best[1]:.1f})")
-    print(f"\ncopy check (RMS pixel distance 0-255 to the nearest training photo; median / 1st percentile / min):")
+    print("\ncopy check (RMS pixel distance 0-255 to the nearest training photo; median / 1st percentile / min):")
     print(f"  generated (EMA recalibrated): {np.median(fake_nn):.1f} / {np.percentile(fake_nn, 1):.1f} / {fake_nn.min():.1f}")
     print(f"  real photos (to another one): {np.median(real_nn):.1f} / {np.percentile(real_nn, 1):.1f} / {real_nn.min():.1f}")
 

@@ -30,20 +30,9 @@ from typing import Callable
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PHOTOS = ROOT.parent / "shared/data/celeba-10k"
+from _common import PHOTOS as DEFAULT_PHOTOS  # bench/ is on sys.path when run as a script
+from _common import build_cache
 BATCH = 128
-
-
-def build_cache(photos: Path, cache: Path) -> Path:
-    """The 64×64 uint8 cache of ``photos`` (made once with ``facegan prepare``'s library call)."""
-    if cache.is_file():
-        return cache
-    from facegan.data import prepare
-
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    prepare(photos, cache, progress=False, log=lambda *a, **k: None)
-    return cache
 
 
 @dataclass

@@ -11,14 +11,7 @@ from facegan.models.blocks import ConvBlock, UpBlock
 BN = nn.modules.batchnorm._BatchNorm
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny inputs gain nothing from threads, and on a busy machine a descheduled OpenMP
-    thread stalls every small op of a deep network: run these single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:

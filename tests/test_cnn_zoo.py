@@ -10,14 +10,7 @@ from facegan.errors import FaceganError
 from facegan.models.blocks import NORMS
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny inputs gain nothing from threads, and on a busy machine a descheduled OpenMP
-    thread stalls every small op of a deep network: run these single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def n_params(model: nn.Module) -> int:

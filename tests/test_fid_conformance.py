@@ -42,11 +42,6 @@ def fid_dirs(tmp_path_factory):
     return dirs
 
 
-@pytest.fixture
-def fid_env(fid_dirs, monkeypatch):
-    for key, value in fid_dirs.items():
-        monkeypatch.setenv(key, str(value))
-    return fid_dirs
 
 
 @pytest.fixture(scope="session")
