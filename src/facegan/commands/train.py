@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 from facegan.errors import FaceganError
 
@@ -49,5 +51,13 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_for_resume(given.pop("out"), given)
     else:
         cfg = dataclass_from_args(TrainConfig, args)
-    result = training_loop(cfg, resume=args.resume)
-    return 0 if result.status == "done" else 128 + int(result.signal or 2)
+    under_torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    result = training_loop(cfg, resume=args.resume, destroy_process_group=not under_torchrun)
+    code = 0 if result.status == "done" else 128 + int(result.signal or 2)
+    if under_torchrun:
+        # Everything is written and every rank has passed the final barrier: leave without
+        # tearing gloo down (see facegan.train.distributed.teardown for why).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

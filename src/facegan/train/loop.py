@@ -180,13 +180,16 @@ def _check_data(images: np.ndarray, cfg: TrainConfig, world: int) -> None:
         raise FaceganError(f"{cfg.data}: {n} images, fewer than one batch of {cfg.batch}")
 
 
-def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None) -> TrainResult:
+def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None,
+                  destroy_process_group: bool = True) -> TrainResult:
     """Train ``cfg.arch`` on ``cfg.data`` into ``cfg.out`` until ``cfg.kimg``/``cfg.minutes``.
 
     Args:
         cfg: the run's config (for a resumed run, see :func:`config_for_resume`).
         resume: continue from ``cfg.out/last.pt`` instead of starting fresh.
         scorer: stand-in for ``facegan.fid.FIDScorer`` (used only with ``cfg.ref``).
+        destroy_process_group: under torchrun, destroy the process group at the end; the CLI
+            passes False and leaves with ``os._exit`` (see :func:`distributed.teardown`).
 
     Raises :class:`FaceganError` for unusable input and for a NaN/inf loss (after which the
     last good checkpoint is left as it was). Returns how the run ended; on SIGINT/SIGTERM it
@@ -202,7 +205,7 @@ def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None)
         return _train(cfg, info, resume, scorer, load_uint8_array, BatchLoader, get_loss,
                       create_generator, create_discriminator)
     finally:
-        dist_util.teardown(info)
+        dist_util.teardown(info, destroy=destroy_process_group)
 
 
 def _train(cfg, info, resume, scorer, load_uint8_array, BatchLoader, get_loss, create_generator,
