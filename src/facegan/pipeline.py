@@ -246,8 +246,11 @@ def run_pipeline(cfg: RunConfig, log: Callable[[str], None] = print,
     score = {"fid": result.fid, "n_samples": result.a.stats.n, "n_reference": result.b.stats.n,
              "floor": floor, "checkpoint": str(ckpt), "reference": str(ref), "archive": str(archive)}
     (out / "score.json").write_text(json.dumps(score, indent=1))
-    floor_txt = (f"; real photos score {floor['mean']:.2f} ± {floor['std']:.2f} at the same counts"
-                 if floor else "")
+    floor_txt = ""
+    if floor:
+        spread = f" ± {floor['std']:.2f} over {floor['splits']} splits" if floor["splits"] > 1 else " (one split)"
+        floor_txt = (f"; real photos score {floor['mean']:.2f}{spread} "
+                     f"({floor['n_sample']} vs the other {floor['n_rest']})")
     log("")
     log(f"FID@{result.a.stats.n} = {result.fid:.2f} (vs {result.b.stats.n} reference photos){floor_txt}")
     log(f"  samples   {samples}/  (grid: {out}/grid-*.png, curves: {out}/curves.png)")
