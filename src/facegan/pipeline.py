@@ -23,7 +23,7 @@ photos themselves get at the sample size, printed beside the score so a number c
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -91,17 +91,6 @@ class RunResult:
     fid: float
     n: int
     floor: dict[str, Any] | None
-    paths: dict[str, str] = field(default_factory=dict)
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise FaceganError("--device cuda: no CUDA GPU is visible to PyTorch here; use --device cpu")
-    return name
 
 
 def resolve_photos(data: str | None, log: Callable[[str], None] = print) -> Path:
@@ -225,7 +214,9 @@ def run_pipeline(cfg: RunConfig, log: Callable[[str], None] = print,
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = _device(cfg.device)
+    from facegan.train.distributed import pick_device
+
+    device = str(pick_device(cfg.device))  # the one rule for auto/cpu/cuda, shared with training
     cache = prepare_step(cfg, out, log)
     ref, floor = reference_step(cfg, cache, out, device, log)
     ckpt = train_step(cfg, cache, ref, out, log, train_overrides)
