@@ -8,7 +8,9 @@ Adam(2e-4, β=(0.5, 0.999)) on the same photos (``../shared/data/celeba-10k``):
   sets flush-denormal, which is process-wide);
 * facegan — the training loop's own parts with its defaults: the uint8 cache in memory
   (``BatchLoader``, flips), ``GanStep`` with bf16 autocast where the CPU has AVX512-BF16/AMX,
-  channels_last, flush-denormal, and the EMA update; ``--ablate`` adds it in fp32 NCHW.
+  channels_last, the 4×4-map convolutions as matrix products (``facegan.models.matmul_conv``),
+  flush-denormal, and the EMA update; ``--ablate`` adds it in fp32 NCHW and in bf16
+  channels_last without the matrix products, to show where the speed comes from.
 
 Flush-denormal is process-wide and is set when the facegan side is built, so the tutorial side
 runs with it too (that can only flatter the tutorial). The sides are timed in alternating
@@ -99,7 +101,7 @@ def tutorial_stepper(photos: Path):
     return Side(step, start, stop), cleanup
 
 
-def facegan_stepper(cache: Path, precision: str = "auto", channels_last: bool = True):
+def facegan_stepper(cache: Path, precision: str = "auto", channels_last: bool = True, matmul_convs: str = "auto"):
     """One-step function of facegan's training: its loader, its GanStep, its EMA update.
 
     Built the way ``training_loop`` builds them (registry models, in-memory ``BatchLoader`` with
@@ -110,13 +112,17 @@ def facegan_stepper(cache: Path, precision: str = "auto", channels_last: bool = 
     from facegan.losses import get_loss
     from facegan.models.registry import create_discriminator, create_generator
     from facegan.train.ema import ema_beta, make_ema, update_ema
-    from facegan.train.loop import GanStep, use_bf16
+    from facegan.models.matmul_conv import use_matmul_convs
+    from facegan.train.loop import GanStep, matmul_convs_on, use_bf16
 
     torch.set_flush_denormal(True)  # as training_loop does on the CPU
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     torch.manual_seed(0)
     G = create_generator("dcgan").to(memory_format=fmt)
     D = create_discriminator("dcgan").to(memory_format=fmt)
+    matmul = matmul_convs_on(matmul_convs, torch.device("cpu"))
+    if matmul:
+        use_matmul_convs(G), use_matmul_convs(D)
     G_ema = make_ema(G)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -132,7 +138,8 @@ def facegan_stepper(cache: Path, precision: str = "auto", channels_last: bool = 
         nimg += BATCH
         update_ema(G_ema, G, ema_beta(BATCH, nimg, 10.0, 0.05))
 
-    desc = f"{'bf16 autocast' if bf16 else 'fp32'}, {'channels_last' if channels_last else 'NCHW'}"
+    desc = (f"{'bf16 autocast' if bf16 else 'fp32'}, {'channels_last' if channels_last else 'NCHW'}"
+            f"{', 4x4-map convs as matmuls' if matmul else ''}")
     return Side(step), desc
 
 
@@ -182,9 +189,11 @@ def main() -> None:
     tut_step, cleanup = tutorial_stepper(args.photos)
     steppers = {"tutorial": tut_step}
     descs = {"tutorial": "ImageFolder + transforms + DataLoader(2 workers), fp32, NCHW"}
-    if args.ablate:
-        steppers["facegan-fp32"], d = facegan_stepper(cache, precision="fp32", channels_last=False)
-        descs["facegan-fp32"] = f"facegan: in-memory uint8 cache, {d}"
+    if args.ablate:  # one change at a time, in the order they were added
+        for name, kw in [("facegan-fp32", dict(precision="fp32", channels_last=False, matmul_convs="off")),
+                         ("facegan-bf16-cl", dict(matmul_convs="off"))]:
+            steppers[name], d = facegan_stepper(cache, **kw)
+            descs[name] = f"facegan: in-memory uint8 cache, {d}"
     steppers["facegan"], d = facegan_stepper(cache)
     descs["facegan"] = f"facegan defaults: in-memory uint8 cache, {d}"
     try:

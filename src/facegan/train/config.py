@@ -79,6 +79,8 @@ class TrainConfig:
     """bf16 autocast or fp32; auto: bf16 on CPUs with AVX512-BF16/AMX (2-4x faster there), fp32/TF32 on GPUs (faster for the DCGAN on an H200)"""
     channels_last: bool = True
     """NHWC memory format for the convolutions (measured 1.3-1.9x faster on the CPU here; left to the compiler with --compile)"""
+    matmul_convs: Literal["auto", "on", "off"] = "auto"
+    """run convolutions onto (or transposed ones from) maps of 4x4 pixels or fewer as one matrix product (facegan.models.matmul_conv); auto: on CPUs, where oneDNN's direct kernels were 2-3x slower for them (DCGAN steps 1.4x faster in bf16), off on GPUs"""
     threads: int | None = None
     """CPU threads for torch (None: one per core). On a CPU shared with other jobs, 1 can be far faster: bf16 kernels on 2 threads slowed 20x when another process took a core"""
     compile: bool = False

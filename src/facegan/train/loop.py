@@ -31,6 +31,7 @@ from torch import nn
 
 from facegan.config import from_dict, to_dict
 from facegan.errors import FaceganError
+from facegan.models.matmul_conv import use_matmul_convs
 from facegan.train import checkpoint as ckpt_io
 from facegan.train import distributed as dist_util
 from facegan.train.config import FROZEN_ON_RESUME, TrainConfig
@@ -123,6 +124,17 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     if device.type == "cuda":
         return False
     return cpu_has_fast_bf16()
+
+
+def matmul_convs_on(setting: str, device: torch.device) -> bool:
+    """Resolve ``--matmul-convs`` for ``device``: ``auto`` means on the CPU only.
+
+    On the CPU here (oneDNN 3.x, AMX) the matrix-product path measured 2-3x faster for the
+    DCGAN's 4x4-map layers; on GPUs cuDNN's kernels are left alone (not measured there).
+    """
+    if setting != "auto":
+        return setting == "on"
+    return device.type == "cpu"
 
 
 def config_for_resume(out: str | Path, given: dict[str, Any]) -> TrainConfig:
@@ -248,6 +260,9 @@ def _train(cfg, info, resume, scorer, load_uint8_array, BatchLoader, get_loss, c
     g_kw, d_kw = cfg.model_kwargs()
     G = create_generator(cfg.arch, **g_kw).to(device, memory_format=memory_format)
     D = create_discriminator(cfg.arch, **d_kw).to(device, memory_format=memory_format)
+    matmul = matmul_convs_on(cfg.matmul_convs, device)
+    if matmul:  # same parameters and state_dict; only how the 4x4-map layers compute changes
+        use_matmul_convs(G), use_matmul_convs(D)
     G_ema = make_ema(G) if cfg.ema else None
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
@@ -303,7 +318,7 @@ def _train(cfg, info, resume, scorer, load_uint8_array, BatchLoader, get_loss, c
             f"{len(loader.data)} images {cfg.resolution}x{cfg.resolution}, batch {cfg.batch}"
             f"{f' over {info.world_size} processes' if info.distributed else ''}, on {device}, "
             f"{'bf16 autocast' if bf16 else 'fp32'}{', channels_last' if channels_last else ''}"
-            f"{', torch.compile' if cfg.compile else ''}"
+            f"{', 4x4-map convs as matmuls' if matmul else ''}{', torch.compile' if cfg.compile else ''}"
             f"{f', resuming at kimg {nimg / 1000:.1f}' if resume else ''}"
         )
         if not (out / "grid-real.png").exists():
