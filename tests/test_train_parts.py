@@ -231,3 +231,45 @@ def test_fid_hook_scores_generated_images(tmp_path):
     assert hook(G) == fid  # seeds 0..n-1: the same images every time
     with pytest.raises(FaceganError, match="no such FID statistics"):
         FidHook(tmp_path / "missing.npz", torch.device("cpu"))
+
+
+def test_monitor_logs_numbers_to_tensorboard_when_installed(tmp_path, monkeypatch):
+    """With tensorboard importable, each stats.jsonl record also goes to a SummaryWriter in out/tb."""
+    import sys
+    import types
+
+    from facegan.train.monitor import Monitor
+
+    written: list[tuple[str, float, int]] = []
+    opened: list[str] = []
+
+    class FakeWriter:  # stands in for torch.utils.tensorboard.SummaryWriter (tensorboard not installed)
+        def __init__(self, logdir):
+            opened.append(logdir)
+
+        def add_scalar(self, tag, value, step):
+            written.append((tag, value, step))
+
+        def close(self):
+            opened.append("closed")
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
+    mon = Monitor(tmp_path, total_img=1000, total_seconds=None, bar=False)
+    mon.log({"kimg": 0.5, "step": 4, "loss_d": 1.25, "loss_g": 0.75, "fid": 99.0, "ok": True, "note": "x"})
+    mon.close()
+    assert opened == [str(tmp_path / "tb"), "closed"]
+    assert sorted(written) == [("fid", 99.0, 500), ("loss_d", 1.25, 500), ("loss_g", 0.75, 500)]
+    assert json.loads((tmp_path / "stats.jsonl").read_text())["loss_d"] == 1.25
+
+
+def test_monitor_without_tensorboard_still_writes_stats(tmp_path, monkeypatch):
+    import sys
+
+    from facegan.train.monitor import Monitor
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails: not installed
+    mon = Monitor(tmp_path, total_img=1000, total_seconds=None, bar=False)
+    mon.log({"kimg": 1.0, "loss_d": 0.5})
+    mon.close()
+    assert not (tmp_path / "tb").exists()
+    assert json.loads((tmp_path / "stats.jsonl").read_text())["loss_d"] == 0.5

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,18 +169,26 @@ def _list_tar(path: Path) -> ImageSource:
     return ImageSource(path, "tar", sorted(set(names)), sorted(skipped))
 
 
-def decode_image(data: bytes, name: str):
+def decode_image(data: bytes, name: str, expect_size: tuple[int, int] | None = None):
     """Decode ``data`` fully into a PIL image (any mode), or raise :class:`BadImageError`.
 
     Empty, truncated and non-image data all raise with ``name`` and the reason; the pixels are
-    loaded here so a truncated JPEG fails now, not later inside a transform.
+    loaded here so a truncated JPEG fails now, not later inside a transform. With
+    ``expect_size`` (width, height), an image of another size raises before its pixels are
+    decoded: a small file can claim a huge canvas, and a grader must not decode that.
     """
     from PIL import Image, UnidentifiedImageError
 
     if not data:
         raise BadImageError(name, "empty file (0 bytes)")
     try:
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            if expect_size is not None:  # a big canvas is refused below, before any decoding
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))  # reads the header only
+        if expect_size is not None and img.size != tuple(expect_size):
+            w, h = img.size
+            raise BadImageError(name, f"{w}x{h}, expected {expect_size[0]}x{expect_size[1]}")
         img.load()
     except UnidentifiedImageError:
         raise BadImageError(name, "not an image (format not recognised)") from None

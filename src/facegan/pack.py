@@ -78,17 +78,12 @@ def _pixel_problems(items: Iterable[tuple[str, bytes]], count: int, size: int) -
     for name, data in items:
         n += 1
         try:
-            img = decode_image(data, name)
+            img = decode_image(data, name, expect_size=(size, size))
         except BadImageError as exc:
             problems.append(f"{name}: {exc.reason}")
             continue
-        wrong = []
-        if img.size != (size, size):
-            wrong.append(f"{img.size[0]}x{img.size[1]}, expected {size}x{size}")
         if img.mode != "RGB":
-            wrong.append(f"mode {img.mode}, expected RGB (save it with .convert('RGB'))")
-        if wrong:
-            problems.append(f"{name}: " + "; ".join(wrong))
+            problems.append(f"{name}: mode {img.mode}, expected RGB (save it with .convert('RGB'))")
             continue
         # Identical pixel content is a duplicate even when the files' bytes differ
         # (another PNG encoder or compression level): hash the decoded pixels.
@@ -124,9 +119,22 @@ def check_samples(samples_dir: str | os.PathLike, count: int = DEFAULT_COUNT,
     return source.names, warnings
 
 
-def _members(tf: tarfile.TarFile, archive: Path) -> Iterator[tuple[str, bytes]]:
-    """Image members of an open archive, refusing anything a submission should not hold."""
-    for m in tf:
+#: Limits on what a submission may hold, checked from the tar headers before anything is read:
+#: a 64x64 PNG is ~10 KB, so these leave room for any honest archive and none for a bomb.
+MAX_IMAGE_BYTES = 1024 * 1024
+EXTRA_MEMBERS = 16  # folders and the like beyond the required image count
+
+
+def safe_members(tf: tarfile.TarFile, archive: Path, count: int = DEFAULT_COUNT) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of the image members of an open archive, never extracted to disk.
+
+    Refuses, naming the member, anything a submission should not hold: absolute or ``..``
+    paths, links and special files, non-image files, members over :data:`MAX_IMAGE_BYTES`,
+    and more than ``count + EXTRA_MEMBERS`` members in all.
+    """
+    for i, m in enumerate(tf):
+        if i >= count + EXTRA_MEMBERS:
+            raise FaceganError(f"{archive}: more than {count + EXTRA_MEMBERS} members; expected {count} images")
         path = PurePosixPath(m.name)
         if m.name.startswith("/") or ".." in path.parts:
             raise FaceganError(f"{archive}: unsafe member name {m.name!r}")
@@ -136,6 +144,8 @@ def _members(tf: tarfile.TarFile, archive: Path) -> Iterator[tuple[str, bytes]]:
             raise FaceganError(f"{archive}: {m.name} is a link or special file, not an image")
         if not is_image_name(m.name):
             raise FaceganError(f"{archive}: {m.name} is not an image file")
+        if m.size > MAX_IMAGE_BYTES:
+            raise FaceganError(f"{archive}: {m.name} is {m.size:,} bytes; an image here is at most {MAX_IMAGE_BYTES:,}")
         f = tf.extractfile(m)
         yield m.name, f.read() if f is not None else b""
 
@@ -151,7 +161,7 @@ def verify(archive: str | os.PathLike, count: int = DEFAULT_COUNT, size: int = D
     digests: dict[str, bytes] = {}
 
     def items() -> Iterator[tuple[str, bytes]]:
-        for name, data in _members(tf, archive):
+        for name, data in safe_members(tf, archive, count):
             names.append(name)
             digests[name] = hashlib.sha256(data).digest()
             yield name, data

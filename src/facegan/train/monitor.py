@@ -106,7 +106,8 @@ class TensorBoard:
         if self.writer is None:
             return
         for k, v in values.items():
-            if isinstance(v, (int, float)) and k not in ("kimg", "step"):
+            # the x axis is images seen; the record's own counters and wall time are no curves
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("kimg", "step", "time"):
                 self.writer.add_scalar(k, v, nimg)
 
     def close(self) -> None:
