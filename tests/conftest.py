@@ -16,6 +16,36 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session")
+def fid_dirs(tmp_path_factory):
+    """A session-wide converted-weights cache and an empty TORCH_HOME (both under pytest's tmp).
+
+    The conversion runs once per test session; a module may override this fixture (the
+    conformance tests plant the converted file as pytorch-fid's own weights).
+    """
+    from facegan.fid import inception as inc
+
+    base = tmp_path_factory.getbasetemp()
+    dirs = {"FACEGAN_CACHE": base / "fid-cache", "TORCH_HOME": base / "fid-torch-home"}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in dirs.items():
+            value.mkdir(exist_ok=True)
+            mp.setenv(key, str(value))
+        inc.resolve_weights(download=False)
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def scorer(fid_dirs):
+    """An FID scorer on the CPU with the weights found through ``fid_dirs``."""
+    from facegan.fid.features import FIDScorer
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in fid_dirs.items():
+            mp.setenv(key, str(value))
+        return FIDScorer(batch_size=8)
+
+
 @pytest.fixture
 def fid_env(fid_dirs, monkeypatch):
     """Point the FID weights' caches at the requesting module's ``fid_dirs`` (env var -> folder)."""

@@ -44,16 +44,6 @@ def fid_dirs(tmp_path_factory):
 
 
 
-@pytest.fixture(scope="session")
-def scorer(fid_dirs):
-    from facegan.fid.features import FIDScorer
-
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in fid_dirs.items():
-            mp.setenv(key, str(value))
-        return FIDScorer(batch_size=8)
-
-
 def _faces(n: int, seed: int, tint: int = 0) -> np.ndarray:
     """Smooth random 64×64 colour images (blobs, not white noise: features vary like photos')."""
     rng = np.random.default_rng(seed)

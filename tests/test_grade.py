@@ -13,36 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import facegan.fid.inception as inc
 from facegan.cli import main
 from facegan.fid.distance import frechet_distance
 from facegan.grade import Grader, grade
 from facegan.pack import MAX_IMAGE_BYTES
 
 N = 10  # images per submission in these tests (the brief's protocol: 1000)
-
-
-@pytest.fixture(scope="module")
-def fid_dirs(tmp_path_factory):
-    """The session's converted-weights cache (shared with the other FID tests) and an empty TORCH_HOME."""
-    base = tmp_path_factory.getbasetemp()
-    dirs = {"FACEGAN_CACHE": base / "fid-cache", "TORCH_HOME": base / "fid-torch-home"}
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in dirs.items():
-            value.mkdir(exist_ok=True)
-            mp.setenv(key, str(value))
-        inc.resolve_weights(download=False)
-    return dirs
-
-
-@pytest.fixture(scope="module")
-def scorer(fid_dirs):
-    from facegan.fid.features import FIDScorer
-
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in fid_dirs.items():
-            mp.setenv(key, str(value))
-        return FIDScorer(batch_size=10)
 
 
 def _images(seed: int, n: int = N, brightness: int = 0) -> np.ndarray:

@@ -35,27 +35,20 @@ def _inputs(h: int, channels_last: bool, bias: bool, transposed: bool, k: int):
     return [t.requires_grad_() if t is not None else None for t in (x, w, b)]
 
 
-@pytest.mark.parametrize("channels_last,bias", [(True, False), (False, True)])
-@pytest.mark.parametrize("k,s,p,h", CASES)
-def test_conv2d_mm_matches_conv2d(k, s, p, h, channels_last, bias):
-    x, w, b = _inputs(h, channels_last, bias, False, k)
-    ins = tuple(t for t in (x, w, b) if t is not None)
-    want = F.conv2d(x, w, b, stride=s, padding=p)
-    got = conv2d_mm(x, w, b, stride=s, padding=p)
-    assert got.shape == want.shape
-    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    for g_got, g_want in zip(_grads(got, ins), _grads(want, ins)):
-        torch.testing.assert_close(g_got, g_want, rtol=1e-12, atol=1e-12)
-    assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+PAIRS = {  # ours, the library's
+    "conv": (conv2d_mm, F.conv2d),
+    "transposed": (conv_transpose2d_mm, F.conv_transpose2d),
+}
 
 
 @pytest.mark.parametrize("channels_last,bias", [(True, False), (False, True)])
-@pytest.mark.parametrize("k,s,p,h", [c for c in CASES if 2 * c[2] < c[0]])
-def test_conv_transpose2d_mm_matches_conv_transpose2d(k, s, p, h, channels_last, bias):
-    x, w, b = _inputs(h, channels_last, bias, True, k)
+@pytest.mark.parametrize("kind,k,s,p,h", [("conv", *c) for c in CASES] + [("transposed", *c) for c in CASES if 2 * c[2] < c[0]])
+def test_matmul_path_matches_the_library(kind, k, s, p, h, channels_last, bias):
+    ours, library = PAIRS[kind]
+    x, w, b = _inputs(h, channels_last, bias, kind == "transposed", k)
     ins = tuple(t for t in (x, w, b) if t is not None)
-    want = F.conv_transpose2d(x, w, b, stride=s, padding=p)
-    got = conv_transpose2d_mm(x, w, b, stride=s, padding=p)
+    want = library(x, w, b, stride=s, padding=p)
+    got = ours(x, w, b, stride=s, padding=p)
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     for g_got, g_want in zip(_grads(got, ins), _grads(want, ins)):
