@@ -297,7 +297,7 @@ def grade(archives: list[Path], grader: Grader, progress: bool = True) -> list[G
     from tqdm import tqdm
 
     results = []
-    for archive in tqdm(archives, desc="grade", unit="archive", disable=not progress):
+    for archive in tqdm(archives, desc="grade", unit="archive", disable=None if progress else True):  # None: off when not a terminal
         results.append(grader.grade_one(archive))
     flag_shared_images(results)
     write_results(grader, results)

@@ -70,7 +70,7 @@ def _generate(generator, seeds, batch_size, device, progress) -> np.ndarray:
     if progress:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc="sample", unit="batch")
+        starts = tqdm(starts, desc="sample", unit="batch", disable=None)  # None: off when not a terminal
     try:
         for i in starts:
             z = noise_for_seeds(seeds[i : i + batch_size], generator.z_dim).to(device)

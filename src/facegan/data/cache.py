@@ -306,7 +306,7 @@ def prepare(
 
     done_images = sum(stop - start for i, start, stop in jobs if i in metas)
     bar = tqdm(total=len(names), initial=done_images, unit="img", desc="prepare",
-               disable=not progress, dynamic_ncols=True, smoothing=0.1)
+               disable=None if progress else True, dynamic_ncols=True, smoothing=0.1)
     initargs = (source, str(work), cfg.size, cfg.small, cfg.strict)
     n_workers = _n_workers(cfg.workers, len(todo))
     pool = None

@@ -210,7 +210,7 @@ class FIDScorer:
         """Yield float32 (B, 2048) feature blocks for ``images`` (see :meth:`statistics`)."""
         from tqdm import tqdm
 
-        bar = tqdm(total=total, unit="img", desc="inception", disable=not self.progress, leave=False)
+        bar = tqdm(total=total, unit="img", desc="inception", disable=None if self.progress else True, leave=False)  # None: off when not a terminal
         try:
             for batch in _batches(images):
                 _check_batch(batch)
