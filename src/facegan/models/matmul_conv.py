@@ -10,9 +10,9 @@ filters gives an F×F patch of output, and overlapping patches are summed ("col2
 
 Why bother, when PyTorch has ``conv2d``: on this project's CPU (Xeon with AMX, oneDNN 3.x) the
 direct kernels are slow where the maps are tiny and the channels many — the DCGAN's 256→512
-conv onto 4×4 maps and its 512→256 transposed conv from 4×4 ran forward+backward in 67 ms and
-64 ms, against 28 ms and 20 ms as matrix products (bf16, batch 128), while on 8×8 maps and
-larger the direct kernels win (see ``bench/train_speed.py``). ``torch.nn.functional.unfold``
+conv onto 4×4 maps and its 512→256 transposed conv from 4×4 ran forward+backward in 66 ms and
+70 ms, against 26 ms and 23 ms as matrix products (bf16, batch 128), while on 8×8 maps and
+larger the direct kernels win (``bench/matmul_conv_speed.py``, results in ``bench/RESULTS.md``). ``torch.nn.functional.unfold``
 does im2col too, but only in the (B, C·F·F, L) layout, which costs a transposing copy each
 way: 24 ms for the forward alone here. So the windows are taken as a strided view of the
 channels-last input, and the backward pass is written out (autograd through ``as_strided``
