@@ -1,6 +1,6 @@
 """Per layer: PyTorch's conv kernels against ``facegan.models.matmul_conv``, for the DCGAN's shapes.
 
-Times forward + backward (input and weight gradients) of every stride-2 layer of the brief's
+Times forward + backward (input and weight gradients) of every layer of the brief's
 DCGAN at batch 128, both ways, in the same run, and prints the ratio — the evidence behind
 ``--matmul-convs auto`` switching only the layers whose small side is at most 4×4.
 
@@ -18,10 +18,13 @@ import torch.nn.functional as F
 
 from facegan.models.matmul_conv import conv2d_mm, conv_transpose2d_mm
 
-# (kind, C_in, C_out, input side): the DCGAN's 4x4 stride-2 layers at 64x64
+# (kind, C_in, C_out, input side, stride, padding): every layer of the DCGAN at 64x64 (4x4 kernels)
 LAYERS = [
-    ("conv", 3, 64, 64), ("conv", 64, 128, 32), ("conv", 128, 256, 16), ("conv", 256, 512, 8),
-    ("transposed", 512, 256, 4), ("transposed", 256, 128, 8), ("transposed", 128, 64, 16), ("transposed", 64, 3, 32),
+    ("conv", 3, 64, 64, 2, 1), ("conv", 64, 128, 32, 2, 1), ("conv", 128, 256, 16, 2, 1), ("conv", 256, 512, 8, 2, 1),
+    ("conv", 512, 1, 4, 1, 0),
+    ("transposed", 100, 512, 1, 1, 0),
+    ("transposed", 512, 256, 4, 2, 1), ("transposed", 256, 128, 8, 2, 1), ("transposed", 128, 64, 16, 2, 1),
+    ("transposed", 64, 3, 32, 2, 1),
 ]
 
 
@@ -52,20 +55,21 @@ def main() -> None:
           f"batch {args.batch}, channels_last, best of {args.repeats}")
     print("\n| layer | map | library fwd+bwd ms | matmul fwd+bwd ms | library / matmul |\n|---|---|---:|---:|---:|")
     gen = torch.Generator().manual_seed(0)
-    for kind, c_in, c_out, side in LAYERS:
+    for kind, c_in, c_out, side, stride, pad in LAYERS:
         x = torch.randn(args.batch, c_in, side, side, generator=gen).to(dtype, memory_format=torch.channels_last)
         w_shape = (c_out, c_in, 4, 4) if kind == "conv" else (c_in, c_out, 4, 4)
         w = (torch.randn(*w_shape, generator=gen) * 0.02).to(dtype, memory_format=torch.channels_last)
         x.requires_grad_(), w.requires_grad_()
         library = F.conv2d if kind == "conv" else F.conv_transpose2d
         ours = conv2d_mm if kind == "conv" else conv_transpose2d_mm
-        g = torch.randn_like(library(x, w, stride=2, padding=1))
+        y = library(x, w, stride=stride, padding=pad)
+        g = torch.randn_like(y)
 
         def step(fn):
-            return lambda: torch.autograd.grad(fn(x, w, stride=2, padding=1), (x, w), g)
+            return lambda: torch.autograd.grad(fn(x, w, stride=stride, padding=pad), (x, w), g)
 
         lib_ms, mm_ms = best_ms(step(library), args.repeats), best_ms(step(ours), args.repeats)
-        out_side = side // 2 if kind == "conv" else side * 2
+        out_side = y.shape[-1]
         print(f"| {kind} {c_in}→{c_out} | {side}×{side} → {out_side}×{out_side} | {lib_ms:.1f} | {mm_ms:.1f} | "
               f"{lib_ms / mm_ms:.2f}× |", flush=True)
 
