@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facegan",
         description=(
-            "Faces with GANs on CelebA 64x64: prepare -> train -> sample -> fid -> pack. "
+            "Faces with GANs on CelebA 64x64: prepare -> train -> sample -> fid -> pack (-> grade, for staff). "
             "Run 'facegan COMMAND --help' for the options of each step."
         ),
     )
