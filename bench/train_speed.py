@@ -122,7 +122,8 @@ def facegan_stepper(cache: Path, precision: str = "auto", channels_last: bool = 
     D = create_discriminator("dcgan").to(memory_format=fmt)
     matmul = matmul_convs_on(matmul_convs, torch.device("cpu"))
     if matmul:
-        use_matmul_convs(G), use_matmul_convs(D)
+        use_matmul_convs(G)
+        use_matmul_convs(D)
     G_ema = make_ema(G)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))

@@ -157,3 +157,23 @@ def test_brief_dcgan_on_real_photos(tmp_path):
     ticks = [json.loads(x) for x in (tmp_path / "r" / "stats.jsonl").read_text().splitlines() if "loss_d" in x]
     assert len(ticks) == 2 and all(np.isfinite([t["loss_d"], t["loss_g"]]).all() for t in ticks)
     assert Image.open(tmp_path / "r" / "grid-real.png").size == (8 * 66 + 2, 8 * 66 + 2)
+
+
+def test_matmul_convs_train_the_same_model(cache, tmp_path, monkeypatch):
+    """--matmul-convs changes how the 4x4-map layers compute, not what: fp32 weights after 6
+    steps agree with the library kernels' to float rounding, and the path is really taken."""
+    from facegan.models import matmul_conv
+
+    calls = []
+    original = matmul_conv._run
+    monkeypatch.setattr(matmul_conv, "_run", lambda *a: calls.append(a[0]) or original(*a))
+    training_loop(tiny(cache, tmp_path / "on", kimg=0.048, matmul_convs="on"))
+    assert calls, "no layer took the matrix-product path"
+    calls.clear()
+    training_loop(tiny(cache, tmp_path / "off", kimg=0.048, matmul_convs="off"))
+    assert not calls
+    on, off = load(tmp_path / "on" / "last.pt"), load(tmp_path / "off" / "last.pt")
+    for part in ("G", "D", "G_ema"):
+        for name, value in off[part].items():
+            if value.is_floating_point():
+                torch.testing.assert_close(on[part][name], value, rtol=1e-4, atol=1e-5, msg=f"{part}.{name}")

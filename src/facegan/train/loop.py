@@ -262,7 +262,8 @@ def _train(cfg, info, resume, scorer, load_uint8_array, BatchLoader, get_loss, c
     D = create_discriminator(cfg.arch, **d_kw).to(device, memory_format=memory_format)
     matmul = matmul_convs_on(cfg.matmul_convs, device)
     if matmul:  # same parameters and state_dict; only how the 4x4-map layers compute changes
-        use_matmul_convs(G), use_matmul_convs(D)
+        use_matmul_convs(G)
+        use_matmul_convs(D)
     G_ema = make_ema(G) if cfg.ema else None
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
