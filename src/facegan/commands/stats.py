@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "exactly as pytorch-fid does, streaming (bounded memory for any N). The .npz is "
             "readable by 'python -m pytorch_fid samples/ OUT.npz' and also records N, a hash of "
             "the input images and the Inception weights' checksum: an existing OUT made from the "
-            "same images with the same weights is reused, anything else is recomputed."
+            "same images with the same weights is reused, anything else is recomputed. Long "
+            "passes save their state in OUT.partial.npz every 2 minutes: after Ctrl-C or a crash, "
+            "the same command continues where it stopped."
         ),
     )
     p.add_argument("src", metavar="SRC", help="folder, .zip/.tar(.gz) or uint8 .npy of images")
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from facegan.fid.features import FEATURE_DIMS, keep_freed_memory
     from facegan.fid.inception import resolve_weights
+    from facegan.fid.resumable import partial_path, resumable_statistics
     from facegan.fid.sources import check_count, is_stats_file, open_images
     from facegan.fid.stats import Stats
 
@@ -64,10 +67,11 @@ def run(args: argparse.Namespace) -> int:
             return 0
         print(f"{out}: exists but was made from other images or weights: recomputing", file=sys.stderr)
     scorer = opts.scorer(progress=not args.quiet, weights=weights)
-    batches = images.batches(scorer.batch_size, strict=opts.strict, workers=opts.workers)
-    stats = scorer.statistics(batches, source=str(args.src), total=images.count)
-    stats.input_sha256 = images.sha256
+    # saves its state beside OUT every 2 minutes: a stopped run continues when rerun
+    stats = resumable_statistics(images, scorer, out, strict=opts.strict, workers=opts.workers,
+                                 progress=not args.quiet)
     stats.save(out)
+    partial_path(out).unlink(missing_ok=True)
     skipped = f", {len(images.skipped)} skipped" if images.skipped else ""
     print(f"{out}: {stats.n} images of {args.src} ({images.kind}{skipped})")
     print(f"weights: {scorer.weights.origin}, sha256 {scorer.weights_sha256[:16]}")

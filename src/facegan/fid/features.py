@@ -76,6 +76,22 @@ class Moments:
     def n(self) -> int:
         return self._n + self._pending_rows
 
+    def state(self) -> dict[str, np.ndarray]:
+        """Arrays from which :meth:`from_state` rebuilds these moments exactly (to save a pass)."""
+        self._flush()
+        shift = self.shift if self.shift is not None else np.zeros(self.dims)
+        return {"n": np.array(self._n), "shift": shift, "s1": self._s1, "s2": self._s2,
+                "has_shift": np.array(self.shift is not None)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> "Moments":
+        out = cls(int(np.asarray(state["s1"]).shape[0]))
+        out._n = int(state["n"])
+        out._s1 = np.array(state["s1"], np.float64)
+        out._s2 = np.array(state["s2"], np.float64)
+        out.shift = np.array(state["shift"], np.float64) if bool(state["has_shift"]) else None
+        return out
+
     def subtract(self, feats: np.ndarray) -> "Moments":
         """A copy of these moments without the rows ``feats`` (which must have been added)."""
         self._flush()
@@ -231,6 +247,12 @@ class FIDScorer:
         fp32 = torch.backends.cudnn.flags(enabled=True, allow_tf32=False) if cuda else contextlib.nullcontext()
         with torch.inference_mode(), fp32:
             return self._forward(chunk)
+
+    def batch_features(self, batch: Any) -> np.ndarray:
+        """float32 (B, 2048) features of one uint8 (B, H, W, 3) batch (no progress bar)."""
+        _check_batch(batch)
+        return np.concatenate([self._run(batch[i : i + self.batch_size])
+                               for i in range(0, int(batch.shape[0]), self.batch_size)])
 
     def features(self, images: Any) -> np.ndarray:
         """All pool3 features (N, 2048) float64 — memory grows with N: prefer :meth:`statistics`."""

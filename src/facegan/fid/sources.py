@@ -58,6 +58,8 @@ class ImageSet:
     _source: object = field(default=None, repr=False)
     _array: np.ndarray | None = field(default=None, repr=False)
     _sha256: str | None = field(default=None, repr=False)
+    position: int = field(default=0, repr=False)
+    """Entries completed by the batches yielded so far (see :meth:`batches`)."""
 
     @property
     def sha256(self) -> str:
@@ -74,35 +76,59 @@ class ImageSet:
             _hash_entry(h, name, self._source.read_bytes(name))
         return h.hexdigest()
 
-    def batches(self, batch_size: int, *, strict: bool = False, workers: int = 2) -> Iterator[np.ndarray]:
-        """uint8 (B, H, W, 3) batches in order; consecutive images of one size share a batch."""
+    def batches(self, batch_size: int, *, strict: bool = False, workers: int = 2, start: int = 0,
+                hasher=None) -> Iterator[np.ndarray]:
+        """uint8 (B, H, W, 3) batches in order; consecutive images of one size share a batch.
+
+        To resume an interrupted pass: ``start`` skips the first entries (rows of an ``.npy``,
+        listed names otherwise) and ``hasher`` is a ``hashlib.sha256`` already fed with them
+        (:meth:`hash_prefix`). While a batch is out, :attr:`position` is the number of entries
+        it completes (batch included) and ``hasher`` has seen exactly those: a consistent place
+        to stop and resume from.
+        """
         if self._array is not None:
             self._sha256 = self._sha256 or _array_sha256(self._array)
-            for i in range(0, self.count, batch_size):
+            for i in range(start, self.count, batch_size):
+                self.position = min(i + batch_size, self.count)
                 yield np.array(self._array[i : i + batch_size])  # a writable copy off the mmap
             return
         if strict and self.skipped:
             name, reason = self.skipped[0]
             raise BadImageError(f"{self.path}:{name}", f"{reason} (--strict; {len(self.skipped)} such)")
-        h = hashlib.sha256()
+        h = hasher if hasher is not None else hashlib.sha256()
         run: list[np.ndarray] = []
-        for name, result in self._decoded(h, workers):
+        done = start  # entries hashed and either skipped or in ``run``/a yielded batch
+        for name, digest, result in self._decoded(workers, start):
             if isinstance(result, BadImageError):
                 if strict:
                     raise BadImageError(f"{self.path}:{name}", result.reason)
                 self.skipped.append((name, result.reason))
+                h.update(_entry_line(name, digest))
+                done += 1
                 continue
             if run and (len(run) == batch_size or run[0].shape != result.shape):
+                self.position = done
                 yield np.stack(run)
                 run = []
             run.append(result)
+            h.update(_entry_line(name, digest))  # hashed once in the batch, so prefixes line up
+            done += 1
         if run:
+            self.position = done
             yield np.stack(run)
         self._sha256 = h.hexdigest()
 
-    def _decoded(self, h, workers: int) -> Iterator[tuple[str, object]]:
-        """``(name, uint8 array or BadImageError)`` in order, decoded ahead in threads."""
-        names = iter(self._source.names)
+    def hash_prefix(self, n: int):
+        """A sha256 fed with the first ``n`` entries, as :meth:`batches` feeds it (bytes only read)."""
+        h = hashlib.sha256()
+        if self._array is None:
+            for name in self._source.names[:n]:
+                _hash_entry(h, name, self._source.read_bytes(name))
+        return h
+
+    def _decoded(self, workers: int, start: int = 0) -> Iterator[tuple[str, str, object]]:
+        """``(name, sha256 of its bytes, uint8 array or BadImageError)`` in order, decoded ahead."""
+        names = iter(self._source.names[start:])
         pending: deque = deque()
         with ThreadPoolExecutor(max(1, workers)) as pool:
 
@@ -111,21 +137,24 @@ class ImageSet:
                 if name is None:
                     return False
                 data = self._source.read_bytes(name)
-                _hash_entry(h, name, data)
-                pending.append((name, pool.submit(_decode_rgb, data, name)))
+                pending.append((name, hashlib.sha256(data).hexdigest(), pool.submit(_decode_rgb, data, name)))
                 return True
 
             while len(pending) < _PREFETCH * max(1, workers) and submit():
                 pass
             while pending:
-                name, fut = pending.popleft()
+                name, digest, fut = pending.popleft()
                 submit()
-                yield name, fut.result()
+                yield name, digest, fut.result()
         self._source.close()
 
 
+def _entry_line(name: str, digest: str) -> bytes:
+    return name.encode("utf-8", "surrogateescape") + b"\0" + digest.encode() + b"\n"
+
+
 def _hash_entry(h, name: str, data: bytes) -> None:
-    h.update(name.encode("utf-8", "surrogateescape") + b"\0" + hashlib.sha256(data).hexdigest().encode() + b"\n")
+    h.update(_entry_line(name, hashlib.sha256(data).hexdigest()))
 
 
 def _array_sha256(arr: np.ndarray) -> str:
