@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("submissions", nargs="+", metavar="SUBMISSION",
                    help="<student number>.tar.gz files, or folders holding them")
-    p.add_argument("--ref", required=True, help="reference FID statistics (.npz from 'facegan stats' or pytorch-fid)")
+    p.add_argument("--ref", required=True, help="reference FID statistics (.npz) of the real 64x64 images: 'facegan stats' of a "
+                        "'facegan prepare' cache (or a pytorch-fid .npz)")
     p.add_argument("-o", "--out", required=True, help="results folder (created): scores.json, scores.csv, index.html")
     p.add_argument("--count", type=int, default=1000, help="images each submission must hold (default: 1000)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (default: 64)")
