@@ -18,7 +18,7 @@ Per-file decisions taken here (the conversions themselves are :mod:`facegan.data
   ``--strict`` fails on the first one instead.
 
 All counts and lists are in the sidecar. Order: the source's sorted names, skipped ones removed.
-The workers are module-level functions of this module (the pool forks on Linux, spawns
+The workers are module-level functions of this module (the process pool forks on Linux, spawns
 elsewhere); :func:`prepare_image` is looked up here, so that is where tests patch it.
 """
 
@@ -32,6 +32,7 @@ import shutil
 import signal
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -309,15 +310,19 @@ def prepare(
                disable=None if progress else True, dynamic_ncols=True, smoothing=0.1)
     initargs = (source, str(work), cfg.size, cfg.small, cfg.strict)
     n_workers = _n_workers(cfg.workers, len(todo))
-    pool = None
+    executor = None
     try:
         if n_workers == 1 or len(todo) <= 1:
             _init_worker(*initargs)
             results = map(_process_chunk, todo)
         else:
             source.close()  # no archive handle may be shared across fork
-            pool = _pool_context().Pool(n_workers, initializer=_init_pool_worker, initargs=initargs)
-            results = pool.imap_unordered(_process_chunk, todo)
+            # ProcessPoolExecutor, not multiprocessing.Pool: Pool.terminate() on the error path
+            # could hang for good (its _help_stuff_finish waits on the task queue's lock; seen
+            # here once in ~6 test runs); shutting an executor down only cancels what has not started.
+            executor = ProcessPoolExecutor(n_workers, mp_context=_pool_context(),
+                                           initializer=_init_pool_worker, initargs=initargs)
+            results = (f.result() for f in as_completed([executor.submit(_process_chunk, job) for job in todo]))
         for meta in results:
             if "error" in meta:
                 name, reason = meta["error"]
@@ -331,9 +336,8 @@ def prepare(
         raise
     finally:
         bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        if executor is not None:  # waits only for the chunks already running (one per worker)
+            executor.shutdown(wait=True, cancel_futures=True)
         _WORKER.clear()
 
     ordered = [metas[i] for i, _, _ in jobs]
