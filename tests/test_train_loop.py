@@ -126,7 +126,7 @@ def test_fid_while_training_keeps_best(cache, tmp_path):
     ref = scorer.statistics(np.load(cache))
     np.savez(tmp_path / "ref.npz", mu=ref.mu, sigma=ref.sigma)
     res = training_loop(
-        tiny(cache, tmp_path / "r", kimg=0.048, ref=str(tmp_path / "ref.npz"), fid_kimg=0.016, fid_n=20),
+        tiny(cache, tmp_path / "r", kimg=0.048, ref=str(tmp_path / "ref.npz"), fid_kimg=0.016, fid_n=20, fid_share=0),
         scorer=scorer,
     )
     rows = [json.loads(x) for x in (tmp_path / "r" / "stats.jsonl").read_text().splitlines()]
@@ -177,3 +177,34 @@ def test_matmul_convs_train_the_same_model(cache, tmp_path, monkeypatch):
         for name, value in off[part].items():
             if value.is_floating_point():
                 torch.testing.assert_close(on[part][name], value, rtol=1e-4, atol=1e-5, msg=f"{part}.{name}")
+
+
+def test_slow_scoring_is_spread_out_to_its_share_of_the_time(cache, tmp_path):
+    """A score that takes long next to training (FID on a CPU) comes less often: with
+    --fid-share 0.1 a 0.3-s score after a few ms of training waits for many more images."""
+    import time as _time
+
+    from facegan.train.loop import fid_interval
+    from test_train_parts import MeanColourScorer
+
+    class SlowScorer(MeanColourScorer):
+        def statistics(self, images, **kw):
+            _time.sleep(0.3)
+            return super().statistics(images, **kw)
+
+    ref = MeanColourScorer().statistics(np.load(cache))
+    np.savez(tmp_path / "ref.npz", mu=ref.mu, sigma=ref.sigma)
+    counts = {}
+    for share in (0.0, 0.1):
+        out = tmp_path / f"share{share}"
+        training_loop(tiny(cache, out, kimg=0.096, ref=str(tmp_path / "ref.npz"), fid_kimg=0.016, fid_n=8,
+                           fid_share=share), scorer=SlowScorer())
+        rows = [json.loads(x) for x in (out / "stats.jsonl").read_text().splitlines()]
+        counts[share] = [r["kimg"] for r in rows if "fid" in r]
+    assert counts[0.0] == [0.016, 0.032, 0.048, 0.064, 0.08, 0.096]  # every --fid-kimg
+    assert counts[0.1][0] == 0.016 and counts[0.1][-1] == 0.096 and len(counts[0.1]) < 6  # first, last, fewer
+    # the rule itself: 300 img/s and a 45-s score at a 10 % share -> 121.5 kimg -> the next multiple of 50
+    cfg = tiny(cache, tmp_path / "x", kimg=1, fid_kimg=50.0)
+    assert fid_interval(cfg, 300.0, 45.0) == 150.0
+    assert fid_interval(cfg, 300.0, 45.0, distributed=True) == 50.0
+    assert fid_interval(cfg, 17000.0, 0.2) == 50.0  # a fast GPU score: the plain interval

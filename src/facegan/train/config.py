@@ -98,6 +98,8 @@ class TrainConfig:
     """score FID every this many thousand images (with --ref) and at the end"""
     fid_n: int = 1000
     """samples per FID score (the brief's protocol: 1,000)"""
+    fid_share: float = 0.1
+    """at most this share of the run's time goes to FID while training: when a score takes longer (1,000 samples take ~45 s on a 2-core CPU), the next one waits for more images, a multiple of --fid-kimg (0: every --fid-kimg regardless; under torchrun always every --fid-kimg)"""
     progress: bool = True
     """show a progress bar (on a terminal; otherwise one printed line per tick)"""
 
@@ -124,7 +126,7 @@ class TrainConfig:
         for name in ("lr_g", "lr_d", "tick_kimg", "grid_kimg", "ckpt_minutes", "fid_kimg", "ema_kimg"):
             if not getattr(self, name) > 0:
                 problems.append(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("beta1", "beta2", "d_dropout"):
+        for name in ("beta1", "beta2", "d_dropout", "fid_share"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 problems.append(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
         if self.ema_rampup is not None and self.ema_rampup <= 0:

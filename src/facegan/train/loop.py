@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import signal
 import threading
@@ -354,7 +355,8 @@ def _train(cfg, info, resume, scorer, load_uint8_array, BatchLoader, get_loss, c
     tick_img = max(1, int(cfg.tick_kimg * 1000))
     next_tick = (nimg // tick_img + 1) * tick_img
     next_grid = _next_multiple(nimg, cfg.grid_kimg)
-    next_fid = _next_multiple(nimg, cfg.fid_kimg)
+    fid_every = cfg.fid_kimg  # grows when scoring would take more than cfg.fid_share of the time
+    next_fid = _next_multiple(nimg, fid_every)
     loss_sum = torch.zeros(2, device=device)
     loss_n = 0
     t_run = time.perf_counter()
@@ -405,9 +407,16 @@ def _train(cfg, info, resume, scorer, load_uint8_array, BatchLoader, get_loss, c
                     save_grid(_grid(sampler()), out / f"grid-{nimg:09d}.png")
                     next_grid = _next_multiple(nimg, cfg.grid_kimg)
                 if cfg.ref is not None and (nimg >= next_fid or last_step):
+                    t_fid = time.perf_counter()
                     improved, best_fid, best_kimg = _score(fid_hook, sampler, nimg, best_fid, best_kimg, mon, cfg, info)
                     last_fid_nimg = nimg
-                    next_fid = _next_multiple(nimg, cfg.fid_kimg)
+                    score_s = time.perf_counter() - t_fid
+                    interval = fid_interval(cfg, rate, score_s, info.distributed)
+                    if interval != fid_every and info.is_main:
+                        mon.message(f"FID every {interval:g} kimg from now: one score took {score_s:.1f} s "
+                                    f"and may use at most {cfg.fid_share:.0%} of the time (--fid-share)")
+                    fid_every = interval
+                    next_fid = _next_multiple(nimg, fid_every)
                     if improved:
                         save(best_path)
                 if dist_util.any_rank(time.perf_counter() - last_ckpt_t >= cfg.ckpt_minutes * 60, info):
@@ -468,6 +477,19 @@ def _guard_finite(loss_sum: torch.Tensor, n: int, nimg: int, step: int, last: Pa
             f"a loss became NaN/inf within the {n} steps before step {step} (kimg {nimg / 1000:.1f}); "
             f"training stopped and {kept}. Try lower --lr-d/--lr-g, --precision fp32, or resume from it."
         )
+
+
+def fid_interval(cfg: TrainConfig, img_per_s: float, score_s: float, distributed: bool = False) -> float:
+    """kimg until the next FID: ``--fid-kimg``, or the smallest multiple of it that keeps scoring
+    within ``--fid-share`` of the time at this training speed.
+
+    Scoring for a share f of the time means training for (1 - f) / f times as long as one score
+    takes. Under torchrun every rank must agree on when to score, so the fixed interval is kept.
+    """
+    if cfg.fid_share <= 0 or distributed or img_per_s <= 0:
+        return cfg.fid_kimg
+    need_kimg = img_per_s * score_s * (1 - cfg.fid_share) / cfg.fid_share / 1000
+    return cfg.fid_kimg * max(1, math.ceil(need_kimg / cfg.fid_kimg - 1e-9))
 
 
 def _score(hook, sampler, nimg, best_fid, best_kimg, mon: Monitor, cfg: TrainConfig, info):
