@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared/data"
+from _common import SHARED  # bench/ is on sys.path when run as a script
 
 
 def make_pngs(folder: Path, n: int) -> str:

@@ -112,8 +112,8 @@ def facegan_stepper(cache: Path, precision: str = "auto", channels_last: bool = 
     from facegan.losses import get_loss
     from facegan.models.registry import create_discriminator, create_generator
     from facegan.train.ema import ema_beta, make_ema, update_ema
-    from facegan.models.matmul_conv import use_matmul_convs
-    from facegan.train.loop import GanStep, matmul_convs_on, use_bf16
+    from facegan.models.matmul_conv import matmul_convs_on, use_matmul_convs
+    from facegan.train.loop import GanStep, use_bf16
 
     torch.set_flush_denormal(True)  # as training_loop does on the CPU
     fmt = torch.channels_last if channels_last else torch.contiguous_format

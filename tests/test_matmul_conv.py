@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from facegan.models import matmul_conv
-from facegan.models.matmul_conv import MatmulConv2d, MatmulConvTranspose2d, conv2d_mm, conv_transpose2d_mm, use_matmul_convs
+from facegan.models.matmul_conv import (
+    MatmulConv2d, MatmulConvTranspose2d, conv2d_mm, conv_transpose2d_mm, matmul_convs_on, use_matmul_convs,
+)
 from facegan.models.registry import create_discriminator, create_generator
-from facegan.train.loop import matmul_convs_on
 
 CASES = [  # kernel, stride, padding, input height (width is height + 1: non-square maps too)
     (k, s, p, h) for k, s, p, h in itertools.product([1, 3, 4], [1, 2, 3], [0, 1, 2], [1, 4, 7]) if h + 2 * p >= k

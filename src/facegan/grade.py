@@ -21,11 +21,10 @@ scores only what is new.
 from __future__ import annotations
 
 import csv
-import hashlib
 import html
+import io
 import json
 import os
-import tarfile
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -35,7 +34,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from facegan.errors import FaceganError
-from facegan.pack import DEFAULT_COUNT, DEFAULT_SIZE, MAX_IMAGE_BYTES, safe_members, student_archive_name, verify
+from facegan.fileio import atomic_write_text, file_digest
+from facegan.pack import DEFAULT_COUNT, DEFAULT_SIZE, student_archive_name, verify
 
 #: An archive larger than this on disk is rejected unread (1,000 images of at most 1 MB each).
 MAX_ARCHIVE_BYTES = 256 * 1024 * 1024
@@ -61,14 +61,6 @@ class GradeResult:
     """Short hashes of each image's pixels (to find images shared between submissions)."""
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def find_archives(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """The submissions named by ``paths``: archives, or folders of ``*.tar.gz``/``*.tgz``."""
     found: list[Path] = []
@@ -87,27 +79,18 @@ def find_archives(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return list(dict.fromkeys(found))  # a file named twice is graded once
 
 
-def read_submission(archive: Path, count: int = DEFAULT_COUNT, size: int = DEFAULT_SIZE) -> tuple[np.ndarray, list[str]]:
-    """The images of an archive that passes ``facegan pack``'s checks: uint8 (count, size, size, 3)
-    in member-name order, and warnings. Raises FaceganError listing the problems otherwise."""
-    from facegan.images import decode_image
-
+def read_submission(archive: Path, count: int = DEFAULT_COUNT,
+                    size: int = DEFAULT_SIZE) -> tuple[np.ndarray, list[str], list[str]]:
+    """The images of an archive that passes ``facegan pack``'s checks, read once: uint8
+    (count, size, size, 3) in member-name order, short hashes of their pixels, and warnings.
+    Raises FaceganError listing the problems otherwise."""
     nbytes = archive.stat().st_size
     if nbytes > MAX_ARCHIVE_BYTES:
         raise FaceganError(f"{archive}: {nbytes:,} bytes, more than a submission can need ({MAX_ARCHIVE_BYTES:,})")
-    report = verify(archive, count, size)  # every check, every problem listed
-    images: dict[str, np.ndarray] = {}
-    try:
-        with tarfile.open(archive, "r:gz") as tf:
-            for name, data in safe_members(tf, archive, count):
-                images[name] = np.asarray(decode_image(data, name, expect_size=(size, size)).convert("RGB"))
-    except (OSError, tarfile.TarError, EOFError) as exc:  # changed under us since verify
-        raise FaceganError(f"{archive}: not a readable .tar.gz ({exc})") from None
-    return np.stack([images[n] for n in sorted(images)]), report.warnings
-
-
-def _pixel_hashes(images: np.ndarray) -> list[str]:
-    return [hashlib.sha256(img.tobytes()).hexdigest()[:32] for img in images]
+    kept: dict[str, tuple[np.ndarray, str]] = {}
+    report = verify(archive, count, size, keep=kept)  # every check, every problem listed
+    names = sorted(kept)
+    return np.stack([kept[n][0] for n in names]), [kept[n][1][:32] for n in names], report.warnings
 
 
 class Grader:
@@ -128,7 +111,7 @@ class Grader:
 
         self.ref_path = Path(ref)
         self.ref = Stats.load(self.ref_path)
-        self.ref_sha256 = file_sha256(self.ref_path)
+        self.ref_sha256 = file_digest(self.ref_path)
         self.out = Path(out)
         self.count, self.size = count, size
         self.floor = floor if floor is not None else self.ref.floor_at(count)
@@ -162,7 +145,7 @@ class Grader:
             student, warning = student_archive_name(archive)
         except FaceganError:
             student, warning = archive.name, f"{archive.name}: not named <student number>.tar.gz"
-        sha = file_sha256(archive)
+        sha = file_digest(archive)
         cached = self._cache_path(sha)
         if cached.is_file():
             try:
@@ -173,7 +156,7 @@ class Grader:
                 pass  # a torn cache file: score again
         result = GradeResult(student, str(archive), sha, "rejected", warnings=[warning] if warning else [])
         try:
-            images, warnings = read_submission(archive, self.count, self.size)
+            images, result.pixel_hashes, warnings = read_submission(archive, self.count, self.size)
         except FaceganError as exc:
             result.problems = [line.strip() for line in str(exc).splitlines() if line.strip()]
         else:
@@ -181,14 +164,13 @@ class Grader:
             st = self.scorer.statistics(images, source=str(archive))
             result.fid = float(frechet_distance(st.mu, st.sigma, self.ref.mu, self.ref.sigma))
             result.n, result.status = st.n, "scored"
-            result.pixel_hashes = _pixel_hashes(images)
             grid = Path("grids") / f"{sha[:16]}.png"  # named by content: no student text in paths
             (self.out / "grids").mkdir(parents=True, exist_ok=True)
             save_grid(images[:_GRID_IMAGES], self.out / grid)
             result.grid = grid.as_posix()
         cached.parent.mkdir(parents=True, exist_ok=True)
         record = {"protocol": self._protocol(), "weights_sha256": self.scorer.weights_sha256, "result": asdict(result)}
-        _write_atomic(cached, json.dumps(record))
+        atomic_write_text(cached, json.dumps(record))
         return result
 
 
@@ -221,19 +203,13 @@ def ranked(results: list[GradeResult]) -> list[GradeResult]:
     return sorted(results, key=lambda r: (r.status != "scored", r.fid if r.fid is not None else 0.0, r.student))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_results(grader: Grader, results: list[GradeResult]) -> dict[str, Path]:
-    """``scores.json``, ``scores.csv`` and ``index.html`` in the results folder; their paths."""
+def write_results(grader: Grader, rows: list[GradeResult]) -> dict[str, Path]:
+    """``scores.json``, ``scores.csv`` and ``index.html`` of ``rows`` (already :func:`ranked`)
+    in the results folder; their paths."""
     from facegan import __version__
 
     out = grader.out
     out.mkdir(parents=True, exist_ok=True)
-    rows = ranked(results)
     floor = grader.floor
     header = {
         "reference": str(grader.ref_path), "reference_sha256": grader.ref_sha256, "reference_n": grader.ref.n,
@@ -243,17 +219,16 @@ def write_results(grader: Grader, results: list[GradeResult]) -> dict[str, Path]
     }
     records = [{k: v for k, v in asdict(r).items() if k != "pixel_hashes"} for r in rows]
     paths = {"json": out / "scores.json", "csv": out / "scores.csv", "html": out / "index.html"}
-    _write_atomic(paths["json"], json.dumps({**header, "submissions": records}, indent=2) + "\n")
+    atomic_write_text(paths["json"], json.dumps({**header, "submissions": records}, indent=2) + "\n")
 
-    csv_tmp = paths["csv"].with_name(".scores.csv.tmp")
-    with open(csv_tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["rank", "student", "fid", "n", "status", "problems", "warnings", "archive", "sha256"])
-        for rank, r in enumerate(rows, 1):
-            w.writerow([rank if r.status == "scored" else "", _cell(r.student), f"{r.fid:.4f}" if r.fid is not None else "",
-                        r.n, r.status, _cell(" | ".join(r.problems)), _cell(" | ".join(r.warnings)), _cell(r.archive), r.sha256])
-    os.replace(csv_tmp, paths["csv"])
-    _write_atomic(paths["html"], _html(header, rows))
+    table = io.StringIO(newline="")
+    w = csv.writer(table)
+    w.writerow(["rank", "student", "fid", "n", "status", "problems", "warnings", "archive", "sha256"])
+    for rank, r in enumerate(rows, 1):
+        w.writerow([rank if r.status == "scored" else "", _cell(r.student), f"{r.fid:.4f}" if r.fid is not None else "",
+                    r.n, r.status, _cell(" | ".join(r.problems)), _cell(" | ".join(r.warnings)), _cell(r.archive), r.sha256])
+    atomic_write_text(paths["csv"], table.getvalue())
+    atomic_write_text(paths["html"], _html(header, rows))
     return paths
 
 
@@ -300,5 +275,6 @@ def grade(archives: list[Path], grader: Grader, progress: bool = True) -> list[G
     for archive in tqdm(archives, desc="grade", unit="archive", disable=None if progress else True):  # None: off when not a terminal
         results.append(grader.grade_one(archive))
     flag_shared_images(results)
-    write_results(grader, results)
-    return ranked(results)
+    rows = ranked(results)
+    write_results(grader, rows)
+    return rows

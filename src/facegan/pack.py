@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator, Literal
 
+import numpy as np
+
 from facegan.errors import BadImageError, FaceganError
 from facegan.images import decode_image, is_image_name, open_source
 
@@ -70,8 +72,13 @@ def student_archive_name(out: str | os.PathLike) -> tuple[str, str | None]:
     raise FaceganError(f"{out}: the submission is a .tar.gz: use -o <student number>.tar.gz")
 
 
-def _pixel_problems(items: Iterable[tuple[str, bytes]], count: int, size: int) -> tuple[list[str], int]:
-    """Check (name, bytes) images; ``(problems, n_images)``. Shared by pack and verify."""
+def _pixel_problems(items: Iterable[tuple[str, bytes]], count: int, size: int,
+                    keep: dict[str, tuple[np.ndarray, str]] | None = None) -> tuple[list[str], int]:
+    """Check (name, bytes) images; ``(problems, n_images)``. Shared by pack and verify.
+
+    ``keep`` collects ``name -> (uint8 (size, size, 3) pixels, sha256 of the pixels)`` of the
+    images that pass, for callers that go on to use them (grading) without decoding again.
+    """
     problems: list[str] = []
     seen: dict[str, str] = {}
     n = 0
@@ -92,6 +99,8 @@ def _pixel_problems(items: Iterable[tuple[str, bytes]], count: int, size: int) -
             problems.append(f"{name}: identical pixels to {seen[digest]}")
         else:
             seen[digest] = name
+            if keep is not None:
+                keep[name] = (np.asarray(img), digest)
     if n != count:
         problems.insert(0, f"{n} images, expected exactly {count}")
     return problems, n
@@ -151,10 +160,12 @@ def safe_members(tf: tarfile.TarFile, archive: Path, count: int = DEFAULT_COUNT)
 
 
 def verify(archive: str | os.PathLike, count: int = DEFAULT_COUNT, size: int = DEFAULT_SIZE,
-           expected: dict[str, bytes] | None = None) -> PackReport:
+           expected: dict[str, bytes] | None = None,
+           keep: dict[str, tuple[np.ndarray, str]] | None = None) -> PackReport:
     """Read ``archive`` back: exactly ``count`` decodable ``size``x``size`` RGB images, no
     duplicates, all in one top folder or all at the root; with ``expected`` (member -> sha256
     of the file bytes) also the very bytes that were packed. Raises FaceganError listing problems.
+    ``keep`` receives each image's pixels and pixel hash (see :func:`_pixel_problems`).
     """
     archive = Path(archive)
     names: list[str] = []
@@ -168,7 +179,7 @@ def verify(archive: str | os.PathLike, count: int = DEFAULT_COUNT, size: int = D
 
     try:
         with tarfile.open(archive, "r:gz") as tf:
-            problems, _ = _pixel_problems(items(), count, size)
+            problems, _ = _pixel_problems(items(), count, size, keep)
     except (OSError, tarfile.TarError, EOFError) as exc:
         raise FaceganError(f"{archive}: not a readable .tar.gz ({exc})") from None
     tops = {PurePosixPath(n).parts[0] if len(PurePosixPath(n).parts) > 1 else "" for n in names}

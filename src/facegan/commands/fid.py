@@ -39,11 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from facegan.fid.comparison import compare
-    from facegan.fid.features import keep_freed_memory
 
     scorer_opts = dataclass_from_args(ScorerOptions, args)
-    if scorer_opts.device == "cpu":
-        keep_freed_memory()  # a scoring process: reuse activation memory between batches
     opts = dataclass_from_args(CompareOptions, args)
     result = compare(
         args.a,

@@ -39,7 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from facegan.errors import FaceganError
-    from facegan.fid.features import keep_freed_memory
     from facegan.fid.options import ScorerOptions
     from facegan.grade import Grader, find_archives, grade
     from facegan.train.distributed import pick_device
@@ -47,10 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if args.count < 2 or args.size < 1:
         raise FaceganError("--count must be at least 2 and --size positive")
     archives = find_archives(args.submissions)
-    device = str(pick_device(args.device))
-    if device == "cpu":
-        keep_freed_memory()  # a scoring process: reuse activation memory between batches
-    opts = ScorerOptions(device=device, weights=args.weights)
+    opts = ScorerOptions(device=str(pick_device(args.device)), weights=args.weights)
     grader = Grader(args.ref, args.out, lambda: opts.scorer(progress=False), count=args.count, size=args.size,
                     floor=args.floor)
     results = grade(archives, grader, progress=not args.quiet)

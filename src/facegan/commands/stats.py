@@ -36,15 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from facegan.fid.features import FEATURE_DIMS, keep_freed_memory
+    from facegan.fid.features import FEATURE_DIMS
     from facegan.fid.inception import resolve_weights
     from facegan.fid.resumable import partial_path, resumable_statistics
     from facegan.fid.sources import check_count, is_stats_file, open_images
     from facegan.fid.stats import Stats
 
     opts = dataclass_from_args(ScorerOptions, args)
-    if opts.device == "cpu":
-        keep_freed_memory()  # a scoring process: reuse activation memory between batches
     out = Path(args.out)
     if is_stats_file(args.src):
         raise FaceganError(f"{args.src}: already statistics; SRC must be images (folder, archive, .npy)")
@@ -58,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
             old = Stats.load(out, dims=FEATURE_DIMS)
         except FaceganError:
             old = None
-        if (
+        if (  # the weights first: a mismatch there saves hashing every input file
             old is not None
-            and old.input_sha256 == images.sha256
             and old.weights_sha256 == weights.sha256
+            and old.input_sha256 == images.sha256
         ):
             print(f"{out}: up to date ({old.n} images of {args.src}); --force recomputes")
             return 0

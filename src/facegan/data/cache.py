@@ -42,6 +42,7 @@ import numpy as np
 from facegan.data.celeba import resolve_source
 from facegan.data.transform import prepare_image
 from facegan.errors import BadImageError, FaceganError
+from facegan.fileio import TMP_GLOB, atomic_write
 from facegan.images import ImageSource
 
 #: Bumped when the cache's content for the same input would change (part of the resume key).
@@ -140,13 +141,6 @@ def _init_pool_worker(*args) -> None:
     _init_worker(*args)
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)
-
-
 def _chunk_paths(work: Path, index: int) -> tuple[Path, Path]:
     return work / f"chunk-{index:06d}.npy", work / f"chunk-{index:06d}.json"
 
@@ -180,9 +174,9 @@ def _process_chunk(job: tuple[int, int, int]) -> dict[str, Any]:
             "skipped": skipped, "upsampled": upsampled, "converted": converted,
             "rotated": rotated}
     npy, js = _chunk_paths(w["work"], index)
-    _write_atomic(npy, lambda f: np.save(f, stack, allow_pickle=False))
+    atomic_write(npy, lambda f: np.save(f, stack, allow_pickle=False))
     # The .json is written last: its presence marks the chunk as finished.
-    _write_atomic(js, lambda f: f.write(json.dumps(meta).encode()))
+    atomic_write(js, lambda f: f.write(json.dumps(meta).encode()))
     return meta
 
 
@@ -287,8 +281,8 @@ def prepare(
             shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     if not key_file.exists():
-        _write_atomic(key_file, lambda f: f.write(json.dumps({"key": key, "src": str(src)}).encode()))
-    for stale in work.glob("*.tmp-*"):
+        atomic_write(key_file, lambda f: f.write(json.dumps({"key": key, "src": str(src)}).encode()))
+    for stale in work.glob(TMP_GLOB):
         stale.unlink(missing_ok=True)  # half-written files of a killed run
 
     jobs = [(i, s, min(s + cfg.chunk, len(names))) for i, s in enumerate(range(0, len(names), cfg.chunk))]

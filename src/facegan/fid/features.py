@@ -229,11 +229,9 @@ class FIDScorer:
         bar = tqdm(total=total, unit="img", desc="inception", disable=None if self.progress else True, leave=False)  # None: off when not a terminal
         try:
             for batch in _batches(images):
-                _check_batch(batch)
-                for i in range(0, int(batch.shape[0]), self.batch_size):
-                    chunk = batch[i : i + self.batch_size]
-                    yield self._run(chunk)
-                    bar.update(int(chunk.shape[0]))
+                for feats in self._chunk_features(batch):
+                    yield feats
+                    bar.update(len(feats))
         finally:
             bar.close()
 
@@ -248,11 +246,15 @@ class FIDScorer:
         with torch.inference_mode(), fp32:
             return self._forward(chunk)
 
+    def _chunk_features(self, batch: Any) -> Iterator[np.ndarray]:
+        """Features of one uint8 batch, ``batch_size`` images per forward pass."""
+        _check_batch(batch)
+        for i in range(0, int(batch.shape[0]), self.batch_size):
+            yield self._run(batch[i : i + self.batch_size])
+
     def batch_features(self, batch: Any) -> np.ndarray:
         """float32 (B, 2048) features of one uint8 (B, H, W, 3) batch (no progress bar)."""
-        _check_batch(batch)
-        return np.concatenate([self._run(batch[i : i + self.batch_size])
-                               for i in range(0, int(batch.shape[0]), self.batch_size)])
+        return np.concatenate(list(self._chunk_features(batch)))
 
     def features(self, images: Any) -> np.ndarray:
         """All pool3 features (N, 2048) float64 — memory grows with N: prefer :meth:`statistics`."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import tempfile
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Iterator
 
 from facegan.errors import FaceganError
+from facegan.fileio import atomic_write, file_digest
 
 #: pytorch-fid's download address and the file name it caches the weights under.
 FID_WEIGHTS_URL = (
@@ -93,11 +93,7 @@ def fid_helper_path() -> Path | None:
 
 
 def file_sha1(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "sha1")
 
 
 def weights_sha256(state_dict: dict) -> str:
@@ -265,15 +261,7 @@ def convert_file(path: Path) -> dict:
 def _atomic_torch_save(obj, path: Path) -> None:
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def converted_fid_helper_weights(src: Path) -> Weights:

@@ -39,8 +39,15 @@ class ScorerOptions:
             raise FaceganError(f"--workers must be at least 1, got {self.workers}")
 
     def scorer(self, *, progress: bool = True, weights: object = None) -> "FIDScorer":
-        """The scorer these options describe (``weights``: already resolved ones, if any)."""
-        from facegan.fid.features import FIDScorer
+        """The scorer these options describe (``weights``: already resolved ones, if any).
+
+        For the scoring commands only: on the CPU it also lets this process's malloc keep
+        freed activation memory for the next batch (process-wide; see ``keep_freed_memory``).
+        """
+        from facegan.fid.features import FIDScorer, keep_freed_memory
+
+        if self.device == "cpu":
+            keep_freed_memory()
 
         return FIDScorer(
             self.device, weights or self.weights, self.batch_size, fuse=self.fuse, progress=progress

@@ -16,12 +16,13 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from facegan.fileio import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
     from facegan.fid.features import FIDScorer
@@ -38,14 +39,7 @@ def partial_path(out: str | os.PathLike) -> Path:
 
 
 def _save(path: Path, moments_state: dict, meta: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta_json=np.array(json.dumps(meta)), **moments_state)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.savez(f, meta_json=np.array(json.dumps(meta)), **moments_state))
 
 
 def _load(path: Path) -> tuple[dict, dict] | None:
@@ -74,29 +68,22 @@ def resumable_statistics(images: "ImageSet", scorer: "FIDScorer", out: str | os.
 
     partial = partial_path(out)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    start, moments, hasher = 0, Moments(), None
+    start, moments, hasher = 0, Moments(), hashlib.sha256()
     base = {"format": FORMAT, "weights_sha256": scorer.weights_sha256, "kind": images.kind,
             "count": images.count, "strict": strict}
     loaded = _load(partial) if partial.is_file() else None
     if loaded is not None:
         state, meta = loaded
-        same = all(meta.get(k) == v for k, v in base.items())
-        if same and images.kind == "npy":
-            same = meta.get("prefix_sha256") == images.sha256  # the whole array's hash, cheap
-        elif same:
-            hasher = images.hash_prefix(int(meta["position"]))
-            same = hasher.hexdigest() == meta.get("prefix_sha256")
-        if same:
-            start = int(meta["position"])
+        prefix = images.hash_prefix(int(meta["position"])) if all(meta.get(k) == v for k, v in base.items()) else None
+        if prefix is not None and images.prefix_digest(prefix) == meta.get("prefix_sha256"):
+            start, hasher = int(meta["position"]), prefix
             moments = Moments.from_state(state)
             images.skipped = [tuple(x) for x in meta["skipped"]]
             print(f"facegan: resuming {partial.name}: {start} of {images.count} entries already done",
                   file=sys.stderr)
         else:
-            hasher = None
             print(f"facegan: {partial}: from other images, weights or options: starting over", file=sys.stderr)
 
-    hasher = hasher if hasher is not None else hashlib.sha256()
     last_save = time.monotonic()
     bar = tqdm(total=images.count, initial=start, unit="img", desc="inception",
                disable=None if progress else True, dynamic_ncols=True)
@@ -105,8 +92,7 @@ def resumable_statistics(images: "ImageSet", scorer: "FIDScorer", out: str | os.
             moments.update(scorer.batch_features(batch))
             bar.update(images.position - bar.n)
             if time.monotonic() - last_save >= save_every_s and images.position < images.count:
-                prefix = images.sha256 if images.kind == "npy" else hasher.copy().hexdigest()
-                meta = {**base, "position": images.position, "prefix_sha256": prefix,
+                meta = {**base, "position": images.position, "prefix_sha256": images.prefix_digest(hasher),
                         "skipped": [list(x) for x in images.skipped]}
                 _save(partial, moments.state(), meta)
                 last_save = time.monotonic()

@@ -71,10 +71,7 @@ class ImageSet:
     def _hash_only(self) -> str:
         if self._array is not None:
             return _array_sha256(self._array)
-        h = hashlib.sha256()
-        for name in self._source.names:
-            _hash_entry(h, name, self._source.read_bytes(name))
-        return h.hexdigest()
+        return self.hash_prefix(self.count).hexdigest()
 
     def batches(self, batch_size: int, *, strict: bool = False, workers: int = 2, start: int = 0,
                 hasher=None) -> Iterator[np.ndarray]:
@@ -119,12 +116,18 @@ class ImageSet:
         self._sha256 = h.hexdigest()
 
     def hash_prefix(self, n: int):
-        """A sha256 fed with the first ``n`` entries, as :meth:`batches` feeds it (bytes only read)."""
+        """A sha256 fed with the first ``n`` entries, as :meth:`batches` feeds it (bytes only read;
+        an ``.npy`` feeds it nothing: :meth:`prefix_digest` uses the whole array's hash there)."""
         h = hashlib.sha256()
         if self._array is None:
             for name in self._source.names[:n]:
                 _hash_entry(h, name, self._source.read_bytes(name))
         return h
+
+    def prefix_digest(self, hasher) -> str:
+        """What identifies the entries ``hasher`` has seen: its digest, or for an ``.npy`` (cheap
+        to hash whole, and hashed apart from the batches) the whole array's hash."""
+        return self.sha256 if self._array is not None else hasher.copy().hexdigest()
 
     def _decoded(self, workers: int, start: int = 0) -> Iterator[tuple[str, str, object]]:
         """``(name, sha256 of its bytes, uint8 array or BadImageError)`` in order, decoded ahead."""

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from facegan.errors import FaceganError
+from facegan.fileio import atomic_write
 
 #: Format marker stored in each file facegan writes.
 FORMAT = 1
@@ -64,28 +64,19 @@ class Stats:
         """Write atomically to ``path`` (an ``.npz`` readable by ``python -m pytorch_fid``)."""
         from facegan import __version__
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:  # a file object: np.savez adds no '.npz' suffix
-                np.savez(
-                    f,
-                    mu=self.mu,
-                    sigma=self.sigma,
-                    n=np.int64(self.n),
-                    source=np.str_(self.source),
-                    input_sha256=np.str_(self.input_sha256),
-                    weights_sha256=np.str_(self.weights_sha256),
-                    floor_json=np.str_(json.dumps(self.floor) if self.floor else ""),
-                    facegan_version=np.str_(__version__),
-                    facegan_format=np.int64(FORMAT),
-                )
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        # a file object: np.savez adds no '.npz' suffix
+        return atomic_write(path, lambda f: np.savez(
+            f,
+            mu=self.mu,
+            sigma=self.sigma,
+            n=np.int64(self.n),
+            source=np.str_(self.source),
+            input_sha256=np.str_(self.input_sha256),
+            weights_sha256=np.str_(self.weights_sha256),
+            floor_json=np.str_(json.dumps(self.floor) if self.floor else ""),
+            facegan_version=np.str_(__version__),
+            facegan_format=np.int64(FORMAT),
+        ))
 
     @classmethod
     def load(cls, path: str | os.PathLike, dims: int | None = None) -> "Stats":

@@ -10,8 +10,7 @@ A checkpoint is one ``torch.save``\\ d dict::
     elapsed       seconds of training so far (for --minutes across resumes)
     loader        the batch loader's position (epoch, position, seed)
     rng           every random state: python, numpy, torch CPU, CUDA, and each rank's noise generator
-    fixed_z       the noise behind the sample grids
-    best_fid      best FID so far (and its nimg), or None
+    best_fid      best FID so far, or None; best_kimg: where it was scored
 
 Writing goes to a temporary file in the same folder, is flushed to disk, then renamed over
 the target: a crash or a second Ctrl-C mid-write leaves the previous checkpoint intact.
@@ -21,7 +20,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +28,14 @@ import torch
 from torch import nn
 
 from facegan.errors import FaceganError
+from facegan.fileio import atomic_write
 
 FORMAT = "facegan-train-1"
 
 
 def save_atomic(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """``torch.save(state)`` to ``path`` so that ``path`` is always either the old or the new file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(state, f), fsync=True)
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from torch import nn
 
 from facegan.config import from_dict, to_dict
 from facegan.errors import FaceganError
-from facegan.models.matmul_conv import use_matmul_convs
+from facegan.models.matmul_conv import matmul_convs_on, use_matmul_convs
 from facegan.train import checkpoint as ckpt_io
 from facegan.train import distributed as dist_util
 from facegan.train.config import FROZEN_ON_RESUME, TrainConfig
@@ -125,17 +125,6 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     if device.type == "cuda":
         return False
     return cpu_has_fast_bf16()
-
-
-def matmul_convs_on(setting: str, device: torch.device) -> bool:
-    """Resolve ``--matmul-convs`` for ``device``: ``auto`` means on the CPU only.
-
-    On the CPU here (oneDNN 3.x, AMX) the matrix-product path measured 2-3x faster for the
-    DCGAN's 4x4-map layers; on GPUs cuDNN's kernels are left alone (not measured there).
-    """
-    if setting != "auto":
-        return setting == "on"
-    return device.type == "cpu"
 
 
 def config_for_resume(out: str | Path, given: dict[str, Any]) -> TrainConfig:
@@ -352,8 +341,7 @@ def _train(cfg, info, resume, scorer, load_uint8_array, BatchLoader, get_loss, c
             "world_size": info.world_size, "rank_checksums": checksums, "torch": torch.__version__,
         }, path)
 
-    tick_img = max(1, int(cfg.tick_kimg * 1000))
-    next_tick = (nimg // tick_img + 1) * tick_img
+    next_tick = _next_multiple(nimg, cfg.tick_kimg)
     next_grid = _next_multiple(nimg, cfg.grid_kimg)
     fid_every = cfg.fid_kimg  # grows when scoring would take more than cfg.fid_share of the time
     next_fid = _next_multiple(nimg, fid_every)
@@ -402,12 +390,12 @@ def _train(cfg, info, resume, scorer, load_uint8_array, BatchLoader, get_loss, c
                 })
                 loss_sum.zero_()
                 loss_n = 0
-                next_tick = (nimg // tick_img + 1) * tick_img
+                next_tick = _next_multiple(nimg, cfg.tick_kimg)
                 if info.is_main and (nimg >= next_grid or last_step):
                     save_grid(_grid(sampler()), out / f"grid-{nimg:09d}.png")
                     next_grid = _next_multiple(nimg, cfg.grid_kimg)
                 if cfg.ref is not None and (nimg >= next_fid or last_step):
-                    t_fid = time.perf_counter()
+                    t_fid = time.perf_counter()  # on every rank: the others wait for rank 0's score
                     improved, best_fid, best_kimg = _score(fid_hook, sampler, nimg, best_fid, best_kimg, mon, cfg, info)
                     last_fid_nimg = nimg
                     score_s = time.perf_counter() - t_fid
