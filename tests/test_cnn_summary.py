@@ -139,11 +139,13 @@ class NeedsValues(nn.Module):
         return y * float(y.abs().max().item() > -1)
 
 
-def test_models_that_cannot_run_on_meta_are_summarized_on_the_cpu(monkeypatch):
+def test_models_that_cannot_run_on_meta_are_summarized_on_the_cpu():
     from facegan.cnn import zoo
 
-    spec = zoo.ModelSpec("needs-values", NeedsValues, (1, 8, 8), (1, 8, 8), "test only")
-    monkeypatch.setitem(zoo._REGISTRY, "needsvalues", spec)
-    s = summarize_by_name("needs-values")
+    zoo.register("needs-values", input_shape=(1, 8, 8), small_input=(1, 8, 8), description="test only")(NeedsValues)
+    try:
+        s = summarize_by_name("needs-values")
+    finally:
+        zoo.MODELS.remove("needs-values")
     assert s.find("CONV1").text == "[6x6x2] CONV1: 2 3x3 filters at stride 1, pad 0"
     assert s.total_params == 2 * 9 + 2

@@ -5,7 +5,12 @@ import torch
 from torch import nn
 
 from facegan.errors import FaceganError
-from facegan.models.registry import create_discriminator, create_generator, list_models, register
+from dataclasses import dataclass
+
+from facegan.models.registry import (
+    DISCRIMINATORS, GENERATORS, Discriminator, Generator, build, config_class, create_discriminator, create_generator,
+    list_models,
+)
 from facegan.models.blocks import NORMS
 
 
@@ -76,15 +81,61 @@ def test_registry_lists_and_rejects():
 
 
 def test_registry_takes_new_models():
-    @register("generator", "test-linear")
+    @dataclass
+    class LinConfig:
+        z_dim: int = 4
+        """latent size"""
+        resolution: int = 8
+        """output size"""
+
+    @GENERATORS.register("test-linear", config=LinConfig)
     class Lin(nn.Module):
-        def __init__(self, z_dim: int = 4, resolution: int = 8):
+        def __init__(self, cfg: LinConfig):
             super().__init__()
-            self.z_dim, self.resolution = z_dim, resolution
-            self.fc = nn.Linear(z_dim, 3 * resolution * resolution)
+            self.z_dim, self.resolution = cfg.z_dim, cfg.resolution
+            self.fc = nn.Linear(cfg.z_dim, 3 * cfg.resolution**2)
 
         def forward(self, z):
             return torch.tanh(self.fc(z)).view(-1, 3, self.resolution, self.resolution)
 
-    assert "test-linear" in list_models("generator")
-    assert create_generator("test-linear", z_dim=5)(torch.zeros(2, 5)).shape == (2, 3, 8, 8)
+    try:
+        assert "test-linear" in list_models("generator")
+        assert create_generator("Test_Linear", z_dim=5)(torch.zeros(2, 5)).shape == (2, 3, 8, 8)  # one naming rule
+        with pytest.raises(ValueError, match="already registered"):
+            GENERATORS.register("test-linear", config=LinConfig)(type("Other", (nn.Module,), {}))
+    finally:
+        GENERATORS.remove("test-linear")
+    assert "test-linear" not in list_models("generator")
+
+
+def test_builtin_models_are_found_without_a_list():
+    """A fresh interpreter finds every model module of facegan.models by itself."""
+    import subprocess
+    import sys
+
+    code = "from facegan.models.registry import list_models; print(','.join(list_models()))"
+    names = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert "dcgan" in names.split(",")
+
+
+@pytest.mark.parametrize("name", list_models("generator"))
+def test_every_generator_keeps_the_interface(name):
+    torch.manual_seed(0)
+    cfg = config_class("generator", name)(resolution=16)
+    G = build("generator", name, cfg).eval()
+    assert isinstance(G, Generator) and (G.resolution, G.z_dim) == (16, cfg.z_dim)
+    with torch.no_grad():
+        x = G(torch.randn(2, G.z_dim) * 5)
+    assert x.shape == (2, 3, 16, 16) and x.dtype == torch.float32
+    assert x.min() >= -1 and x.max() <= 1
+
+
+@pytest.mark.parametrize("name", list_models("discriminator"))
+def test_every_discriminator_keeps_the_interface(name):
+    torch.manual_seed(0)
+    D = build("discriminator", name, config_class("discriminator", name)(resolution=16))
+    assert isinstance(D, Discriminator) and D.resolution == 16
+    y = D(torch.rand(3, 3, 16, 16) * 2 - 1)
+    assert y.shape == (3,)
+    y.sum().backward()
+    assert all(p.grad is not None for p in D.parameters() if p.requires_grad)

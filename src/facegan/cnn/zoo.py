@@ -29,6 +29,7 @@ from torch import nn
 
 from facegan.errors import FaceganError
 from facegan.models.blocks import ConvBlock, Norm
+from facegan.registry import Registry
 
 _MAXPOOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
 _GLOBAL_POOL = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
@@ -47,41 +48,27 @@ class ModelSpec:
     description: str
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
-
-
-def _key(name: str) -> str:
-    """Lookup key: case, '-' and '_' don't matter ('LeNet-5' == 'lenet5', 'vgg16_bn' == 'vgg16-bn')."""
-    return name.lower().replace("-", "").replace("_", "")
+#: The lecture's architectures (entries: builder functions; meta: input shapes, description).
+MODELS: Registry = Registry("model")
 
 
 def register(
     name: str, *, input_shape: tuple[int, ...], small_input: tuple[int, ...], description: str
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding a builder ``(**kw) -> nn.Module`` to the registry under ``name``."""
-
-    def deco(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if _key(name) in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[_key(name)] = ModelSpec(name, build, tuple(input_shape), tuple(small_input), description)
-        return build
-
-    return deco
+    return MODELS.register(name, input_shape=tuple(input_shape), small_input=tuple(small_input),
+                           description=description)
 
 
 def list_models() -> list[str]:
     """Registered names, in registration order (the lecture's order)."""
-    return [spec.name for spec in _REGISTRY.values()]
+    return MODELS.names()
 
 
 def get_spec(name: str) -> ModelSpec:
     """The registry entry for ``name``; an unknown name is a :class:`FaceganError` listing the valid ones."""
-    try:
-        return _REGISTRY[_key(name)]
-    except KeyError:
-        raise FaceganError(
-            f"unknown model {name!r}; choose one of: {', '.join(list_models())}"
-        ) from None
+    e = MODELS.get(name)
+    return ModelSpec(e.name, e.obj, **e.meta)
 
 
 def create_model(name: str, **kw) -> nn.Module:
@@ -315,7 +302,7 @@ def build_model(name: str, **kw) -> tuple[nn.Module, tuple[int, ...]]:
     ``input_shape``, ``(z_dim,)`` for a generator, ``(3, resolution, resolution)`` for a
     discriminator. Unknown names raise :class:`FaceganError` listing every valid one.
     """
-    if _key(name) in _REGISTRY:
+    if name in MODELS:
         return create_model(name, **kw), get_spec(name).input_shape
     base, suffix = name[:-2], name[-2:].lower()
     if suffix in _GAN_SUFFIX and name in gan_models():

@@ -13,12 +13,13 @@ else in facegan; weights start from N(0, 0.02) as in the paper.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from facegan.models.blocks import ConvBlock, Norm, UpBlock
-from facegan.models.registry import register
+from facegan.models.registry import DISCRIMINATORS, GENERATORS
 
 
 def _num_doublings(resolution: int) -> int:
@@ -41,21 +42,53 @@ def init_dcgan_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-@register("generator", "dcgan")
+@dataclass
+class DCGANGeneratorConfig:
+    """The DCGAN generator's options (the paper's values by default)."""
+
+    z_dim: int = 100
+    """size of the generator's latent vector z"""
+    ngf: int = 64
+    """generator width (channels of its last hidden layer; doubled per layer towards z)"""
+    norm: Norm = "batch"
+    """normalization after each hidden transposed conv (batch, instance, group, layer, none)"""
+    resolution: int = 64
+    """output size, a power of two >= 8 (set from the training config's --resolution)"""
+
+    def __post_init__(self) -> None:
+        if self.z_dim < 1 or self.ngf < 1:
+            raise ValueError(f"z_dim and ngf must be at least 1, got {self.z_dim}, {self.ngf}")
+        _num_doublings(self.resolution)
+
+
+@dataclass
+class DCGANDiscriminatorConfig:
+    """The DCGAN discriminator's options (the paper's values by default)."""
+
+    ndf: int = 64
+    """discriminator width (channels of its first layer; doubled per layer)"""
+    norm: Norm = "batch"
+    """normalization after each conv but the first (batch, instance, group, layer, none)"""
+    dropout: float = 0.0
+    """dropout probability after each hidden layer (0: none, as in the paper)"""
+    resolution: int = 64
+    """input size, a power of two >= 8 (set from the training config's --resolution)"""
+
+    def __post_init__(self) -> None:
+        if self.ndf < 1 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"need ndf >= 1 and 0 <= dropout < 1, got {self.ndf}, {self.dropout}")
+        _num_doublings(self.resolution)
+
+
+@GENERATORS.register("dcgan", config=DCGANGeneratorConfig)
 class DCGANGenerator(nn.Module):
-    """z (B, z_dim) → image (B, 3, resolution, resolution) in [-1, 1].
+    """z (B, z_dim) → image (B, 3, resolution, resolution) in [-1, 1]; options in
+    :class:`DCGANGeneratorConfig`. Layer k from the end has ``ngf * 2**k`` channels."""
 
-    Args:
-        z_dim: size of the latent vector (the paper: 100).
-        ngf: width of the last hidden layer; layer k from the end has ``ngf * 2**k`` channels.
-        resolution: output size, a power of two ≥ 8 (the brief: 64).
-        norm: normalization after each hidden transposed conv (the paper: batch).
-    """
-
-    def __init__(self, z_dim: int = 100, ngf: int = 64, resolution: int = 64, norm: Norm = "batch"):
+    def __init__(self, cfg: DCGANGeneratorConfig | None = None):
         super().__init__()
-        if z_dim < 1 or ngf < 1:
-            raise ValueError(f"z_dim and ngf must be positive, got {z_dim}, {ngf}")
+        cfg = cfg or DCGANGeneratorConfig()
+        z_dim, ngf, resolution, norm = cfg.z_dim, cfg.ngf, cfg.resolution, cfg.norm
         self.z_dim, self.resolution = z_dim, resolution
         ups = _num_doublings(resolution)  # 4 for 64×64
         widths = [ngf * 2 ** (ups - 1 - i) for i in range(ups)]  # 64×64: 512, 256, 128, 64
@@ -70,21 +103,15 @@ class DCGANGenerator(nn.Module):
         return self.net(z[:, :, None, None])  # (B, z_dim, 1, 1) → (B, 3, res, res)
 
 
-@register("discriminator", "dcgan")
+@DISCRIMINATORS.register("dcgan", config=DCGANDiscriminatorConfig)
 class DCGANDiscriminator(nn.Module):
-    """image (B, 3, resolution, resolution) in [-1, 1] → one real/fake logit per image (B,).
+    """image (B, 3, resolution, resolution) in [-1, 1] → one real/fake logit per image (B,);
+    options in :class:`DCGANDiscriminatorConfig`. Layer k has ``ndf * 2**k`` channels."""
 
-    Args:
-        ndf: width of the first layer; layer k has ``ndf * 2**k`` channels.
-        resolution: input size, a power of two ≥ 8.
-        norm: normalization after each conv but the first (the paper: batch).
-        dropout: dropout probability after each hidden layer (0: none, as in the paper).
-    """
-
-    def __init__(self, ndf: int = 64, resolution: int = 64, norm: Norm = "batch", dropout: float = 0.0):
+    def __init__(self, cfg: DCGANDiscriminatorConfig | None = None):
         super().__init__()
-        if ndf < 1 or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"need ndf >= 1 and 0 <= dropout < 1, got {ndf}, {dropout}")
+        cfg = cfg or DCGANDiscriminatorConfig()
+        ndf, resolution, norm, dropout = cfg.ndf, cfg.resolution, cfg.norm, cfg.dropout
         self.resolution = resolution
         downs = _num_doublings(resolution)
         widths = [ndf * 2**i for i in range(downs)]  # 64×64: 64, 128, 256, 512
