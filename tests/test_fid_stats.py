@@ -83,7 +83,7 @@ def test_stats_roundtrip_keeps_provenance(tmp_path):
     assert (back.n, back.source, back.input_sha256, back.weights_sha256) == (
         30, "somewhere", "ab" * 32, "cd" * 32
     )
-    assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves nothing behind
+    assert list(tmp_path.iterdir()) == [path]  # atomic write leaves no temporary file behind
 
 
 def test_stats_file_is_what_pytorch_fid_reads(tmp_path):

@@ -16,3 +16,11 @@ class BadImageError(FaceganError):
         self.name = name
         self.reason = reason
         super().__init__(f"{name}: {reason}")
+
+
+class WriteError(FaceganError, OSError):
+    """A file could not be written (disk full, read-only folder, a folder in the way...).
+
+    Also an :class:`OSError`, so code that already handles failed writes keeps working; being a
+    :class:`FaceganError`, it reaches the user as one line naming the file.
+    """

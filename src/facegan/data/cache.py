@@ -42,7 +42,7 @@ import numpy as np
 from facegan.data.celeba import resolve_source
 from facegan.data.transform import prepare_image
 from facegan.errors import BadImageError, FaceganError
-from facegan.fileio import TMP_GLOB, atomic_write
+from facegan.fileio import atomic_write, clean_stale_temps
 from facegan.images import ImageSource
 
 #: Bumped when the cache's content for the same input would change (part of the resume key).
@@ -282,8 +282,7 @@ def prepare(
     work.mkdir(parents=True, exist_ok=True)
     if not key_file.exists():
         atomic_write(key_file, lambda f: f.write(json.dumps({"key": key, "src": str(src)}).encode()))
-    for stale in work.glob(TMP_GLOB):
-        stale.unlink(missing_ok=True)  # half-written files of a killed run
+    clean_stale_temps(work)  # half-written files of a killed run
 
     jobs = [(i, s, min(s + cfg.chunk, len(names))) for i, s in enumerate(range(0, len(names), cfg.chunk))]
     metas: dict[int, dict[str, Any]] = {}
