@@ -1,0 +1,60 @@
+"""The one device rule of every command, and the CPU thread count.
+
+``auto`` means the GPU when PyTorch sees one, else the CPU; ``cuda`` (or ``cuda:N``) without a
+visible GPU is a :class:`~facegan.errors.FaceganError` (one line from the CLI, never a
+traceback). ``train``, ``sample``, ``grade``, ``fid`` and ``stats`` all resolve ``--device``
+here. torch is imported inside the functions so that the CLI's parsers stay cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from facegan.errors import FaceganError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+#: What ``--device`` accepts on the command line (``cuda:N`` is accepted from Python too).
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def pick_device(name: str = "auto", local_rank: int = 0) -> "torch.device":
+    """``auto`` → the (local) GPU when there is one, else the CPU; ``cpu``; ``cuda``; ``cuda:N``.
+
+    ``local_rank`` picks the GPU of a torchrun process for ``auto``/``cuda``. Raises
+    :class:`FaceganError` for ``cuda`` without a visible GPU, an index out of range or any other
+    name.
+    """
+    import torch
+
+    text = str(name).strip().lower()
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    if text == "cpu":
+        return torch.device("cpu")
+    kind, _, index = text.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise FaceganError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise FaceganError(f"--device {name}: no CUDA GPU is visible to PyTorch (use --device cpu or auto)")
+    count = torch.cuda.device_count()
+    i = int(index) if index else local_rank % count
+    if i >= count:
+        raise FaceganError(f"--device {name}: there {'is' if count == 1 else 'are'} only {count} GPU(s) (cuda:0 ... cuda:{count - 1})")
+    return torch.device("cuda", i)
+
+
+def set_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)`` at a command's entry (``None``: leave PyTorch's default).
+
+    On a CPU shared with other jobs, fewer threads than cores can be much faster: a descheduled
+    OpenMP thread stalls every parallel op.
+    """
+    if threads is None:
+        return
+    if threads < 1:
+        raise FaceganError(f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
