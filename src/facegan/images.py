@@ -7,7 +7,12 @@ picklable, so worker processes can each read their share (archives are reopened 
 
 Archives are never extracted to disk: members are read into memory, so hostile names
 (``../../etc``, absolute paths) cannot write anywhere; links, devices and members over
-:data:`MAX_MEMBER_BYTES` are skipped and counted.
+:data:`MAX_MEMBER_BYTES` are skipped and counted. Tar archives are read with
+:mod:`facegan.safetar` (every header bounded before it is read, sparse members refused) and in
+one pass where the consumer allows it: :meth:`ImageSource.iter_bytes` yields the images in
+archive order, and :meth:`ImageSource.read_bytes` on a tar only reads forward, reopening the
+archive when asked for a member behind the last one read (so reading in archive order is
+linear, in any other order of a ``.tar.gz`` quadratic: prefer :meth:`~ImageSource.iter_bytes`).
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from facegan.errors import BadImageError, FaceganError
+from facegan.safetar import ArchiveError, TarEntry, iter_tar, open_tar
 
 #: File name endings taken as images (lower case). Other files are skipped and counted.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -63,6 +70,8 @@ class ImageSource:
     names: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     _handle: object = field(default=None, repr=False, compare=False)
+    _order: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    """Tar only: each name's position among the members (the last one of a repeated name)."""
 
     def __len__(self) -> int:
         return len(self.names)
@@ -77,23 +86,65 @@ class ImageSource:
         try:
             if self.kind == "folder":
                 return (self.path / name).read_bytes()
-            if self._handle is None:
-                self._handle = (
-                    zipfile.ZipFile(self.path) if self.kind == "zip" else tarfile.open(self.path)
-                )
             if self.kind == "zip":
+                if self._handle is None:
+                    self._handle = zipfile.ZipFile(self.path)
                 return self._handle.read(name)
-            member = self._handle.extractfile(name)
-            if member is None:
-                raise BadImageError(name, "not a regular file in the archive")
-            return member.read()
-        except (OSError, KeyError, zipfile.BadZipFile, tarfile.TarError) as exc:
+            return self._tar_read(name)
+        except (OSError, KeyError, zipfile.BadZipFile, ArchiveError) as exc:
             raise BadImageError(f"{self.path}:{name}", f"cannot be read ({exc})") from exc
+
+    def iter_bytes(self) -> Iterator[tuple[str, bytes]]:
+        """``(name, bytes)`` of every image of :attr:`names`, each once, in one pass.
+
+        A tar archive is read once from start to end, in archive order (the cheap order for a
+        ``.tar.gz``); a folder or zip in the order of :attr:`names`. A member that cannot be
+        read raises :class:`BadImageError` naming it (a tar cannot be read on past that point).
+        """
+        if self.kind != "tar":
+            for name in self.names:
+                yield name, self.read_bytes(name)
+            return
+        wanted = {index: name for name, index in self._order.items()}
+        try:
+            with open_tar(self.path) as raw:
+                for entry in iter_tar(raw, str(self.path)):
+                    name = wanted.get(entry.index)
+                    if name is not None:
+                        yield name, entry.read()
+        except (OSError, ArchiveError) as exc:
+            raise BadImageError(str(self.path), f"cannot be read ({exc})") from exc
+
+    def _tar_read(self, name: str) -> bytes:
+        index = self._order[name]
+        if self._handle is None or self._handle.last >= index:  # behind the last one read: start again
+            self.close()
+            self._handle = _TarReader(self.path)
+        return self._handle.read(index, name)
 
     def close(self) -> None:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+class _TarReader:
+    """A tar archive read forward only: member ``index`` after member ``last``."""
+
+    def __init__(self, path: Path):
+        self.raw = open_tar(path)
+        self.members = iter_tar(self.raw, str(path))
+        self.last = -1
+
+    def read(self, index: int, name: str) -> bytes:
+        for entry in self.members:
+            self.last = entry.index
+            if entry.index == index:
+                return entry.read()
+        raise KeyError(f"{name} is no longer in the archive")
+
+    def close(self) -> None:
+        self.raw.close()
 
 
 def open_source(src: str | os.PathLike) -> ImageSource:
@@ -149,24 +200,26 @@ def _list_zip(path: Path) -> ImageSource:
 
 
 def _list_tar(path: Path) -> ImageSource:
-    try:
-        with tarfile.open(path) as tf:
-            members = tf.getmembers()
-    except (OSError, tarfile.TarError, EOFError) as exc:
-        raise FaceganError(f"{path}: not a readable tar archive ({exc})") from exc
-    names, skipped = [], []
-    for m in members:
-        if m.isdir() or Path(m.name).name.startswith("."):
-            continue
-        if not m.isfile():
-            skipped.append((m.name, "a link or special file, not an image"))
-        elif not is_image_name(m.name):
-            skipped.append((m.name, "not an image file"))
-        elif m.size > MAX_MEMBER_BYTES:
-            skipped.append((m.name, f"larger than {MAX_MEMBER_BYTES} bytes"))
-        else:
-            names.append(m.name)
-    return ImageSource(path, "tar", sorted(set(names)), sorted(skipped))
+    order: dict[str, int] = {}
+    skipped: list[tuple[str, str]] = []
+    with open_tar(path) as raw:  # an unreadable archive: ArchiveError, a FaceganError naming it
+        for m in iter_tar(raw, str(path)):
+            _sort_tar_member(m, order, skipped)
+    return ImageSource(path, "tar", sorted(order), sorted(skipped), _order=order)
+
+
+def _sort_tar_member(m: TarEntry, order: dict[str, int], skipped: list[tuple[str, str]]) -> None:
+    """File member ``m`` under ``order`` (name -> position) if it is an image, else ``skipped``."""
+    if m.kind == "dir" or Path(m.name).name.startswith("."):
+        return
+    if m.kind != "file":
+        skipped.append((m.name, "a link or special file, not an image"))
+    elif not is_image_name(m.name):
+        skipped.append((m.name, "not an image file"))
+    elif m.size > MAX_MEMBER_BYTES:
+        skipped.append((m.name, f"larger than {MAX_MEMBER_BYTES} bytes"))
+    else:
+        order[m.name] = m.index  # a repeated name: the last one wins, as tarfile's extractfile
 
 
 def decode_image(data: bytes, name: str, expect_size: tuple[int, int] | None = None):
