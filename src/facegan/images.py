@@ -13,12 +13,21 @@ one pass where the consumer allows it: :meth:`ImageSource.iter_bytes` yields the
 archive order, and :meth:`ImageSource.read_bytes` on a tar only reads forward, reopening the
 archive when asked for a member behind the last one read (so reading in archive order is
 linear, in any other order of a ``.tar.gz`` quadratic: prefer :meth:`~ImageSource.iter_bytes`).
+
+In folders only regular files are read (a link to one is followed): FIFOs, devices, sockets,
+dangling links and link loops are skipped and counted with the reason, at listing time and again
+when read (the file may have changed in between), and each read is bounded by
+:data:`MAX_FILE_BYTES` — a FIFO named ``x.png`` cannot hang a command, nor a link to
+``/dev/zero`` fill the memory; a file deleted mid-run is one more skipped file. Decoding refuses
+an image whose header claims more than :data:`MAX_IMAGE_PIXELS` before any pixel is decoded.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import tarfile
 import warnings
 import zipfile
@@ -37,6 +46,11 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 )
 #: Largest archive member read (bytes): a 64x64 face is a few KB, CelebA's largest JPEG ~30 KB.
 MAX_MEMBER_BYTES = 64 * 1024 * 1024
+#: Largest file read from a folder (bytes): the same bound as for archive members.
+MAX_FILE_BYTES = MAX_MEMBER_BYTES
+#: Largest canvas decoded (pixels; 8192 x 8192): the memory an image takes once decoded grows with
+#: the size its header claims (3 bytes per pixel as RGB, 4x that as floats), not with its file size.
+MAX_IMAGE_PIXELS = 8192 * 8192
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
 
@@ -85,7 +99,7 @@ class ImageSource:
         """The raw bytes of image ``name`` (one of :attr:`names`)."""
         try:
             if self.kind == "folder":
-                return (self.path / name).read_bytes()
+                return read_file(self.path / name, name)
             if self.kind == "zip":
                 if self._handle is None:
                     self._handle = zipfile.ZipFile(self.path)
@@ -168,15 +182,101 @@ def open_source(src: str | os.PathLike) -> ImageSource:
     )
 
 
+def _not_regular(path: str) -> str:
+    """Why ``path`` (which is not a readable regular file) is skipped, in words."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        if exc.errno == errno.ENOENT:
+            return "a dangling link (its target does not exist)" if os.path.islink(path) else "deleted while being read"
+        return f"cannot be read ({exc.strerror})"
+    return _kind_of(st.st_mode)
+
+
+def _kind_of(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return f"{kind}, not a regular file"
+    return "not a regular file"
+
+
+def read_file(path: str | os.PathLike, name: str | None = None, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of regular file ``path`` (a link to one is followed), at most ``limit`` of them.
+
+    Raises :class:`BadImageError` (named ``name``, default the path) for anything else — FIFO,
+    device, socket, folder, dangling link, link loop, missing file — and for a file over
+    ``limit`` bytes, without reading it. The type is checked before opening (opening some devices
+    has side effects) and again on the open descriptor, which is opened non-blocking so that a
+    file swapped for a FIFO in between cannot block; the read itself stops at ``limit + 1``.
+    """
+    path = os.fspath(path)
+    name = path if name is None else name
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise BadImageError(name, _not_regular(path)) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BadImageError(name, _kind_of(st.st_mode))
+    if st.st_size > limit:
+        raise BadImageError(name, f"{st.st_size:,} bytes, over the {limit:,}-byte limit for one image")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        raise BadImageError(name, _not_regular(path)) from None
+    with open(fd, "rb", closefd=True) as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise BadImageError(name, _kind_of(mode))
+        data = f.read(limit + 1)
+    if len(data) > limit:  # grew since the stat
+        raise BadImageError(name, f"over the {limit:,}-byte limit for one image")
+    return data
+
+
 def _list_folder(path: Path) -> ImageSource:
+    """Images under ``path`` (recursive, sorted); every other entry skipped with its reason.
+
+    Regular files are told apart from the readdir entry type alone (no stat per file, so listing
+    200,000 photos stays fast); only links and special files are looked at more closely. Links to
+    folders are not followed (a loop could never end), and say so.
+    """
     names, skipped = [], []
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for f in files:
-            rel = Path(root, f).relative_to(path).as_posix()
-            if f.startswith("."):
+    todo = [path]
+    while todo:
+        folder = todo.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            rel = Path(folder).relative_to(path).as_posix()
+            skipped.append((rel, f"folder cannot be read ({exc.strerror})"))
+            continue
+        subfolders = []
+        for e in entries:
+            if e.name.startswith("."):
                 continue  # .DS_Store, editor swap files: not worth reporting
-            (names.append(rel) if is_image_name(f) else skipped.append((rel, "not an image file")))
+            rel = Path(e.path).relative_to(path).as_posix()
+            if e.is_dir(follow_symlinks=False):
+                subfolders.append(e.path)
+                continue
+            try:
+                regular = e.is_file(follow_symlinks=True)  # a regular file, or a link to one
+                linked_folder = not regular and e.is_symlink() and e.is_dir(follow_symlinks=True)
+            except OSError:  # a link loop: the reason is found below
+                regular = linked_folder = False
+            if regular:
+                (names.append(rel) if is_image_name(e.name) else skipped.append((rel, "not an image file")))
+            elif linked_folder:
+                skipped.append((rel, "a link to a folder (not followed)"))
+            elif is_image_name(e.name):
+                skipped.append((rel, _not_regular(e.path)))
+            else:
+                skipped.append((rel, "not an image file"))
+        todo.extend(reversed(subfolders))
     return ImageSource(path, "folder", sorted(names), sorted(skipped))
 
 
@@ -222,13 +322,15 @@ def _sort_tar_member(m: TarEntry, order: dict[str, int], skipped: list[tuple[str
         order[m.name] = m.index  # a repeated name: the last one wins, as tarfile's extractfile
 
 
-def decode_image(data: bytes, name: str, expect_size: tuple[int, int] | None = None):
+def decode_image(data: bytes, name: str, expect_size: tuple[int, int] | None = None,
+                 max_pixels: int = MAX_IMAGE_PIXELS):
     """Decode ``data`` fully into a PIL image (any mode), or raise :class:`BadImageError`.
 
     Empty, truncated and non-image data all raise with ``name`` and the reason; the pixels are
-    loaded here so a truncated JPEG fails now, not later inside a transform. With
-    ``expect_size`` (width, height), an image of another size raises before its pixels are
-    decoded: a small file can claim a huge canvas, and a grader must not decode that.
+    loaded here so a truncated JPEG fails now, not later inside a transform. A small file can
+    claim a huge canvas, so the size in the header is checked before any pixel is decoded: an
+    image over ``max_pixels`` (width x height) is refused with that reason, and with
+    ``expect_size`` (width, height) so is an image of any other size (a grader decodes only that).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -242,17 +344,32 @@ def decode_image(data: bytes, name: str, expect_size: tuple[int, int] | None = N
         if expect_size is not None and img.size != tuple(expect_size):
             w, h = img.size
             raise BadImageError(name, f"{w}x{h}, expected {expect_size[0]}x{expect_size[1]}")
+        if img.width * img.height > max_pixels:
+            raise BadImageError(name, _canvas_reason(f"{img.width}x{img.height}", max_pixels))
         img.load()
     except UnidentifiedImageError:
         raise BadImageError(name, "not an image (format not recognised)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:  # Pillow's own, larger limit, checked inside open()
+        raise BadImageError(name, _canvas_reason("a canvas", max_pixels)) from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise BadImageError(name, f"corrupt or truncated image ({exc})") from None
     return img
 
 
-def load_uint8_array(path: str | os.PathLike) -> np.ndarray:
-    """Memory-map a ``.npy`` uint8 image array of shape (N, H, W, 3), checking its shape."""
+def _canvas_reason(size: str, max_pixels: int) -> str:
+    return (f"its header claims {size} over the {max_pixels:,}-pixel limit "
+            f"({max_pixels * 3 / 2**20:,.0f} MB as RGB): refused before decoding")
+
+
+def load_uint8_array(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Memory-map a ``.npy`` uint8 image array of shape (N, H, W, 3), checking its shape.
+
+    Only a regular file is opened (a FIFO would block, a device never end), and images over
+    ``max_pixels`` are refused before any is read: batches copy whole images off the map.
+    """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise FaceganError(f"{path}: {_not_regular(str(path))}")
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -261,6 +378,9 @@ def load_uint8_array(path: str | os.PathLike) -> np.ndarray:
         raise FaceganError(
             f"{path}: expected a uint8 array of shape (N, H, W, 3), got {arr.dtype} {arr.shape}"
         )
+    if arr.shape[1] * arr.shape[2] > max_pixels:
+        raise FaceganError(f"{path}: images of {arr.shape[2]}x{arr.shape[1]}, over the "
+                           f"{max_pixels:,}-pixel limit per image")
     return arr
 
 
