@@ -147,8 +147,8 @@ def test_image_source_reads_a_tar_once_in_archive_order(tmp_path, monkeypatch):
     files = {"z.png": b"zz", "notes.txt": b"n", "a.png": b"aa", "m/b.png": b"bb", "a2.png": b"old"}
     path = _targz(tmp_path / "unsorted.tar.gz", files)
     opened = []
-    real_open = images.open_tar
-    monkeypatch.setattr(images, "open_tar", lambda p: (opened.append(p), real_open(p))[1])
+    real_open = images.open_regular
+    monkeypatch.setattr(images, "open_regular", lambda p: (opened.append(p), real_open(p))[1])
     src = open_source(path)
     assert src.names == ["a.png", "a2.png", "m/b.png", "z.png"]  # sorted, as for a folder
     assert src.skipped == [("notes.txt", "not an image file")]
@@ -175,3 +175,13 @@ def test_a_repeated_tar_name_reads_the_last_copy_everywhere(tmp_path):
     src = open_source(path)
     assert src.names == ["a.png"]
     assert src.read_bytes("a.png") == b"second" and list(src.iter_bytes()) == [("a.png", b"second")]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["x.tar.gz", "x.zip"])
+def test_an_archive_that_is_a_fifo_is_refused_without_blocking(tmp_path, name):
+    import os
+
+    os.mkfifo(tmp_path / name)  # opening it for reading the usual way would wait for a writer
+    with pytest.raises(FaceganError, match=f"{name}: a FIFO .*not a regular file"):
+        open_source(tmp_path / name)

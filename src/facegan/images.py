@@ -33,12 +33,12 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 import numpy as np
 
 from facegan.errors import BadImageError, FaceganError
-from facegan.safetar import ArchiveError, TarEntry, iter_tar, open_tar
+from facegan.safetar import ArchiveError, TarEntry, iter_tar
 
 #: File name endings taken as images (lower case). Other files are skipped and counted.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -121,7 +121,7 @@ class ImageSource:
             return
         wanted = {index: name for name, index in self._order.items()}
         try:
-            with open_tar(self.path) as raw:
+            with open_regular(self.path) as raw:
                 for entry in iter_tar(raw, str(self.path)):
                     name = wanted.get(entry.index)
                     if name is not None:
@@ -146,7 +146,7 @@ class _TarReader:
     """A tar archive read forward only: member ``index`` after member ``last``."""
 
     def __init__(self, path: Path):
-        self.raw = open_tar(path)
+        self.raw = open_regular(path)
         self.members = iter_tar(self.raw, str(path))
         self.last = -1
 
@@ -180,6 +180,32 @@ def open_source(src: str | os.PathLike) -> ImageSource:
     raise FaceganError(
         f"{path}: not a folder, .zip or .tar(.gz) of images (got a '{path.suffix}' file)"
     )
+
+
+def open_regular(path: str | os.PathLike) -> IO[bytes]:
+    """``path`` opened for reading when it is a regular file (a link to one is followed).
+
+    Anything else — FIFO, device, socket, folder, dangling link, link loop, missing file — is a
+    :class:`FaceganError` naming ``path`` and saying what it is, raised without blocking: the
+    descriptor is opened non-blocking and its type checked again once open.
+    """
+    path = os.fspath(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise FaceganError(f"{path}: {_not_regular(path)}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise FaceganError(f"{path}: {_kind_of(st.st_mode)}")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        raise FaceganError(f"{path}: {_not_regular(path)}") from None
+    f = open(fd, "rb", closefd=True)
+    mode = os.fstat(f.fileno()).st_mode
+    if not stat.S_ISREG(mode):
+        f.close()
+        raise FaceganError(f"{path}: {_kind_of(mode)}")
+    return f
 
 
 def _not_regular(path: str) -> str:
@@ -282,7 +308,7 @@ def _list_folder(path: Path) -> ImageSource:
 
 def _list_zip(path: Path) -> ImageSource:
     try:
-        with zipfile.ZipFile(path) as zf:
+        with open_regular(path) as raw, zipfile.ZipFile(raw) as zf:
             infos = zf.infolist()
     except (OSError, zipfile.BadZipFile) as exc:
         raise FaceganError(f"{path}: not a readable zip archive ({exc})") from exc
@@ -296,13 +322,13 @@ def _list_zip(path: Path) -> ImageSource:
             skipped.append((info.filename, f"larger than {MAX_MEMBER_BYTES} bytes"))
         else:
             names.append(info.filename)
-    return ImageSource(path, "zip", sorted(names), sorted(skipped))
+    return ImageSource(path, "zip", sorted(set(names)), sorted(skipped))  # a repeated name: read once
 
 
 def _list_tar(path: Path) -> ImageSource:
     order: dict[str, int] = {}
     skipped: list[tuple[str, str]] = []
-    with open_tar(path) as raw:  # an unreadable archive: ArchiveError, a FaceganError naming it
+    with open_regular(path) as raw:  # an unreadable archive: ArchiveError, a FaceganError naming it
         for m in iter_tar(raw, str(path)):
             _sort_tar_member(m, order, skipped)
     return ImageSource(path, "tar", sorted(order), sorted(skipped), _order=order)

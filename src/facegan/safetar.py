@@ -28,12 +28,10 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
-import os
 import tarfile
 import time
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Iterator
 
 from facegan.errors import FaceganError
@@ -265,11 +263,3 @@ def iter_tar(raw: IO[bytes], where: str, limits: TarLimits | None = None) -> Ite
             walk.current = entry
         index += 1
         yield entry
-
-
-def open_tar(path: str | os.PathLike) -> IO[bytes]:
-    """``path`` opened for :func:`iter_tar`; a missing or unreadable file is an ArchiveError."""
-    try:
-        return open(Path(path), "rb")
-    except OSError as exc:
-        raise ArchiveError(f"{shown(path)}: cannot be read ({exc.strerror or exc})") from None
