@@ -310,3 +310,79 @@ def test_recorded_floor_roundtrips_and_is_matched_by_sample_count(tmp_path):
     assert back.floor_at(1000) == pytest.approx(16.4)
     assert back.floor_at(500) is None  # a floor only speaks for the sample size it was measured at
     assert Stats.load(Stats(np.zeros(4), np.eye(4), 5).save(tmp_path / "plain.npz")).floor is None
+
+
+# ----------------------------------------------------------------------------- hostile .npz
+
+
+def _npz(path, **extra):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((20, 4))
+    np.savez(path, mu=x.mean(0), sigma=np.cov(x, rowvar=False), **extra)
+    return path
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"n": np.str_("lots")}, "'n' .* must be a whole number"),
+        ({"n": np.int64(-3)}, "'n' .* must be a whole number"),
+        ({"n": np.arange(3)}, "'n' .* must be a whole number"),
+        ({"n": np.float64(2.5)}, "'n' .* must be a whole number"),
+        ({"floor_json": np.str_("{not json")}, "'floor_json' is not valid JSON"),
+        ({"floor_json": np.str_("[1, 2]")}, "'floor_json' is not a real-data floor: expected an object"),
+        ({"floor_json": np.str_('{"mean": "low", "n_sample": 1000}')}, "needs finite numbers"),
+        ({"floor_json": np.str_('{"mean": NaN, "n_sample": 1000}')}, "needs finite numbers"),
+        ({"floor_json": np.str_('{"mean": 16.4}')}, "needs 'n_sample'"),
+    ],
+)
+def test_malformed_n_or_floor_is_refused_naming_the_file(tmp_path, extra, message):
+    path = _npz(tmp_path / "odd.npz", **extra)
+    with pytest.raises(FaceganError, match=message) as exc:
+        Stats.load(path)
+    assert str(exc.value).startswith(str(path))
+
+
+def test_a_whole_float_n_and_an_empty_floor_are_fine(tmp_path):
+    st = Stats.load(_npz(tmp_path / "ok.npz", n=np.float64(20.0), floor_json=np.str_("")))
+    assert st.n == 20 and st.floor is None
+    assert st.size_text() == "20 images"
+    assert Stats.load(_npz(tmp_path / "plain.npz")).size_text() == "reference of unknown size"
+
+
+def test_a_sigma_with_negative_eigenvalues_is_refused_naming_the_file(tmp_path):
+    from facegan.fid.distance import frechet_distance
+
+    rng = np.random.default_rng(8)
+    q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    bad = q @ np.diag([3.0, 2.0, 1.0, 0.5, -0.5, -2.0]) @ q.T  # symmetric, not PSD
+    np.savez(tmp_path / "neg.npz", mu=np.zeros(6), sigma=bad)
+    with pytest.raises(FaceganError, match=r"neg\.npz: sigma is not a covariance matrix.*smallest -2") as exc:
+        Stats.load(tmp_path / "neg.npz")
+    assert "rebuild it" in str(exc.value)
+    np.savez(tmp_path / "asym.npz", mu=np.zeros(2), sigma=np.array([[1.0, 0.5], [-0.5, 1.0]]))
+    with pytest.raises(FaceganError, match=r"asym\.npz: sigma is not symmetric"):
+        Stats.load(tmp_path / "asym.npz")
+    # the silent answer this guards against: a non-PSD reference scores a clean 0
+    assert frechet_distance(np.zeros(6), q @ np.diag([3.0, 2, 1, .5, .5, .5]) @ q.T, np.zeros(6), bad) == 0.0
+
+
+def test_a_rank_deficient_covariance_with_rounding_noise_loads(tmp_path):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((5, 40)) * 3  # 5 samples in 40-d: rank 4, eigenvalues ~ ±1e-15 elsewhere
+    sigma = np.cov(x, rowvar=False)
+    assert np.linalg.eigvalsh(sigma)[0] < 0  # rounding made some slightly negative
+    np.savez(tmp_path / "few.npz", mu=x.mean(0), sigma=sigma, n=np.int64(5))
+    assert Stats.load(tmp_path / "few.npz").n == 5
+
+
+@pytest.mark.timeout(30)
+def test_a_stats_path_that_is_a_fifo_or_folder_is_refused_not_read(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.npz")
+    with pytest.raises(FaceganError, match=r"pipe\.npz: not a regular file"):
+        Stats.load(tmp_path / "pipe.npz")
+    (tmp_path / "dir.npz").mkdir()
+    with pytest.raises(FaceganError, match=r"dir\.npz: not a regular file"):
+        Stats.load(tmp_path / "dir.npz")

@@ -7,6 +7,10 @@ stale file is recognised instead of silently reused; and, when known, the real-d
 the images it was made from (``floor_json``: what N real images score against the rest), so a
 score against this file can be printed beside the figure real photos get. Files made by other
 tools (only ``mu``, ``sigma``) load with those fields empty.
+
+:meth:`Stats.load` trusts nothing in the file: wrong keys, shapes, dtypes, NaNs, a malformed
+``n`` or ``floor_json``, and a ``sigma`` that is not a covariance (asymmetric, or with negative
+eigenvalues beyond rounding — it would give FID 0 silently) are each refused naming the file.
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ class Stats:
         _check_shapes(self.mu, self.sigma, "statistics")
         self.n = int(self.n)
 
+    def size_text(self, role: str = "reference") -> str:
+        """``"10000 images"``, or ``"<role> of unknown size"`` for a file without a count."""
+        return f"{self.n} images" if self.n else f"{role} of unknown size"
+
     def floor_at(self, n: int) -> float | None:
         """The recorded floor's mean FID when it was measured at ``n`` samples, else ``None``."""
         if self.floor and self.floor.get("n_sample") == n:
@@ -82,8 +90,10 @@ class Stats:
     def load(cls, path: str | os.PathLike, dims: int | None = None) -> "Stats":
         """Read a facegan or pytorch-fid ``.npz``; wrong keys, shapes or values name the file."""
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise FaceganError(f"{path}: no such statistics file")
+        if not path.is_file():
+            raise FaceganError(f"{path}: not a regular file (a folder, FIFO or device?): expected .npz statistics")
         try:
             with np.load(path, allow_pickle=False) as f:
                 data = {k: f[k] for k in f.files}
@@ -95,28 +105,89 @@ class Stats:
                 f"{path}: not FID statistics: missing {', '.join(missing)} (has {sorted(data)})"
             )
         mu, sigma = data["mu"], data["sigma"]
-        try:
-            _check_shapes(mu, sigma, str(path))
-        except FaceganError:
-            raise
+        _check_shapes(mu, sigma, str(path))
         if dims is not None and mu.shape[0] != dims:
             raise FaceganError(
                 f"{path}: statistics of {mu.shape[0]}-d features, expected {dims}-d "
                 "(pool3 of the FID Inception)"
             )
+        check_covariance(sigma, str(path))
 
         def text(key: str) -> str:
             return str(data[key]) if key in data and data[key].ndim == 0 else ""
 
-        n = int(data["n"]) if "n" in data and data["n"].ndim == 0 else 0
         return cls(
             mu.astype(np.float64),
             sigma.astype(np.float64),
-            n,
+            _read_n(data.get("n"), path),
             source=text("source"),
             input_sha256=text("input_sha256"),
             weights_sha256=text("weights_sha256"),
-            floor=json.loads(text("floor_json")) if text("floor_json") else None,
+            floor=_read_floor(text("floor_json"), path) if "floor_json" in data else None,
+        )
+
+
+def _read_n(value: np.ndarray | None, path: Path) -> int:
+    """The image count ``n`` of a file: absent is 0 (unknown); anything but a whole number ≥ 0 is an error."""
+    if value is None:
+        return 0
+    ok = value.ndim == 0 and (np.issubdtype(value.dtype, np.integer) or
+                              (np.issubdtype(value.dtype, np.floating) and float(value).is_integer()))
+    if not ok or int(value) < 0:
+        raise FaceganError(f"{path}: 'n' (the image count) must be a whole number of 0 or more, "
+                           f"got {value.dtype} {value.tolist()!r:.60}")
+    return int(value)
+
+
+_FLOOR_NUMBERS = ("mean", "std", "low", "high")
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def _read_floor(text: str, path: Path) -> dict | None:
+    """The recorded real-data floor (``floor_json``), checked: a dict with numbers where it matters."""
+    if not text:
+        return None
+    try:
+        floor = json.loads(text)
+    except ValueError as exc:
+        raise FaceganError(f"{path}: 'floor_json' is not valid JSON ({exc})") from None
+    problem = None
+    if not isinstance(floor, dict):
+        problem = f"expected an object, got {type(floor).__name__}"
+    elif "mean" not in floor or not all(_is_number(floor[k]) for k in _FLOOR_NUMBERS if k in floor):
+        problem = f"needs finite numbers for {', '.join(_FLOOR_NUMBERS)} (the mean at least)"
+    elif not (isinstance(floor.get("n_sample"), int) and not isinstance(floor["n_sample"], bool)
+              and floor["n_sample"] >= 2):
+        problem = "needs 'n_sample', the sample size it was measured at (a whole number of 2 or more)"
+    if problem:
+        raise FaceganError(f"{path}: 'floor_json' is not a real-data floor: {problem}")
+    return floor
+
+
+def check_covariance(sigma: np.ndarray, what: str) -> None:
+    """Refuse a ``sigma`` that no set of features could have: asymmetric, or with negative
+    eigenvalues beyond rounding (``< -sqrt(eps)·λmax`` in the file's precision).
+
+    Such a matrix makes tr (Σ1 Σ2)^½ meaningless, and the FID came out as a clean 0.000000.
+    One symmetric eigenvalue problem: ~0.3 s at 2048-d on two cores.
+    """
+    sigma = np.asarray(sigma)
+    eps = np.finfo(sigma.dtype if np.issubdtype(sigma.dtype, np.floating) else np.float64).eps
+    s = sigma.astype(np.float64)
+    scale = float(np.abs(s).max()) if s.size else 0.0
+    tol = np.sqrt(eps) * scale
+    if float(np.abs(s - s.T).max(initial=0.0)) > tol:
+        raise FaceganError(f"{what}: sigma is not symmetric, so it is not a covariance matrix "
+                           "(damaged file?): rebuild it with 'facegan stats'")
+    lam = np.linalg.eigvalsh((s + s.T) * 0.5)
+    if lam.size and lam[0] < -np.sqrt(eps) * max(float(lam[-1]), scale):
+        raise FaceganError(
+            f"{what}: sigma is not a covariance matrix: it has negative eigenvalues beyond rounding "
+            f"(smallest {lam[0]:.3g}, largest {lam[-1]:.3g}; {int((lam < -tol).sum())} below -{tol:.2g}), "
+            "which would make the FID meaningless; rebuild it with 'facegan stats'"
         )
 
 
