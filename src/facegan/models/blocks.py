@@ -11,13 +11,21 @@ group    GroupNorm: per-sample statistics over groups of channels (and H, W).
 layer    LayerNorm over (C, H, W) of each sample, written as GroupNorm with a single group.
 none     no normalization (the convolution then keeps its bias).
 ======== ====================================================================================
+
+The residual blocks of the SN-GAN ResNets (Miyato et al. 2018) live here too: :class:`ResUpBlock`
+for generators, :class:`ResDownBlock` and :class:`OptimisedDownBlock` for discriminators, built
+with :func:`xavier_layer` (their initialisation, optionally wrapped in :func:`spectral_norm`).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Literal, TypeVar
 
+import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrizations
 
 Norm = Literal["batch", "instance", "group", "layer", "none"]
 Activation = Literal["relu", "lrelu", "tanh", "none"]
@@ -116,3 +124,147 @@ class UpBlock(nn.Sequential):
             make_activation(act),
         ]
         super().__init__(*[m for m in layers if not isinstance(m, nn.Identity)])
+
+
+# --- spectral norm and the SN-GAN residual blocks --------------------------------------------
+
+L = TypeVar("L", bound=nn.Module)
+
+
+class _AutocastOff(nn.Module):
+    """Runs a weight parametrization with autocast disabled.
+
+    torch's spectral norm estimates σ(W) with ``torch.mv`` and ``torch.vdot``, which CUDA
+    autocast runs in bf16/fp16: u, v and σ would then carry about 3 significant digits and every
+    weight would be divided by a rounded σ. Here the parametrization computes in the weight's own
+    dtype (fp32), and only the layer's convolution/matmul that uses W/σ runs in low precision.
+    """
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if not torch.amp.is_autocast_available(weight.device.type):  # e.g. meta tensors
+            return self.inner(weight)
+        with torch.autocast(weight.device.type, enabled=False):
+            return self.inner(weight)
+
+    def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
+        return self.inner.right_inverse(value)
+
+
+def spectral_norm(layer: L) -> L:
+    """``layer.weight`` divided by its largest singular value, estimated by one power iteration
+    per training-mode forward (:func:`torch.nn.utils.parametrizations.spectral_norm`, whose u, v
+    buffers live in the state dict), with that estimate kept in fp32 under autocast."""
+    parametrizations.spectral_norm(layer)
+    chain = layer.parametrizations.weight  # type: ignore[union-attr]
+    chain[0] = _AutocastOff(chain[0])
+    return layer
+
+
+def is_spectral_normed(layer: nn.Module) -> bool:
+    """Whether ``layer.weight`` is parametrized by :func:`spectral_norm`."""
+    chain = getattr(getattr(layer, "parametrizations", None), "weight", None)
+    return chain is not None and any(isinstance(p, _AutocastOff) for p in chain)
+
+
+def xavier_layer(layer: L, gain: float = 1.0, *, sn: bool = False) -> L:
+    """``layer`` (a conv or linear) with Xavier-uniform weights scaled by ``gain`` and zero bias,
+    then wrapped in :func:`spectral_norm` when ``sn`` — after the init, so that the power
+    iteration's 15 warm-up steps start from the final weight."""
+    nn.init.xavier_uniform_(layer.weight, gain)
+    if getattr(layer, "bias", None) is not None:
+        nn.init.zeros_(layer.bias)
+    return spectral_norm(layer) if sn else layer
+
+
+# Xavier gain of the 3x3 convs on the residual path: a ReLU in front of each halves the second
+# moment of its input, sqrt(2) restores it (the SN-GAN code's choice). Shortcuts and the
+# models' input/output layers have no ReLU to make up for and use 1.
+RESIDUAL_GAIN = math.sqrt(2.0)
+
+
+def _conv(c_in: int, c_out: int, kernel: int, *, bias: bool, gain: float, sn: bool) -> nn.Conv2d:
+    """A stride-1 'same' convolution, initialised by :func:`xavier_layer`."""
+    return xavier_layer(nn.Conv2d(c_in, c_out, kernel, 1, kernel // 2, bias=bias), gain, sn=sn)
+
+
+class ResUpBlock(nn.Module):
+    """The generator's residual block, doubling the size:
+    norm → ReLU → ×2 nearest → conv3×3 → norm → ReLU → conv3×3, plus a 1×1-conv shortcut.
+
+    The shortcut convolves before upsampling: a 1×1 conv commutes exactly with nearest-neighbour
+    ×2 (each output pixel is a copy of one input pixel), and the small map costs 4× less.
+    A conv directly followed by a norm has no bias (the norm would subtract it).
+    """
+
+    def __init__(self, c_in: int, c_out: int, *, norm: Norm = "batch", sn: bool = False):
+        super().__init__()
+        self.norm1 = make_norm(norm, c_in)
+        self.conv1 = _conv(c_in, c_out, 3, bias=norm == "none", gain=RESIDUAL_GAIN, sn=sn)
+        self.norm2 = make_norm(norm, c_out)
+        self.conv2 = _conv(c_out, c_out, 3, bias=True, gain=RESIDUAL_GAIN, sn=sn)
+        self.shortcut = _conv(c_in, c_out, 1, bias=True, gain=1.0, sn=sn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C_in, H, W)
+        # Not in place: with norm "none" this ReLU would overwrite x, which the shortcut reads.
+        h = F.relu(self.norm1(x))  # (B, C_in, H, W)
+        h = self.conv1(F.interpolate(h, scale_factor=2, mode="nearest"))  # (B, C_out, 2H, 2W)
+        h = self.conv2(F.relu(self.norm2(h), inplace=True))  # (B, C_out, 2H, 2W)
+        s = F.interpolate(self.shortcut(x), scale_factor=2, mode="nearest")  # (B, C_out, 2H, 2W)
+        return h + s
+
+
+class ResDownBlock(nn.Module):
+    """The discriminator's residual block:
+    norm → ReLU → conv3×3 (C_in → C_in) → norm → ReLU → conv3×3 (→ C_out) → 2×2 average pool;
+    shortcut 1×1 conv + average pool, or the identity when neither the width nor the size
+    changes. ``down=False`` keeps the size. SN-GAN's discriminator uses ``norm="none"``.
+
+    The shortcut pools before its 1×1 conv: both are linear and act on different axes (space,
+    channels), so the order does not change the result, and pooling first costs 4× less.
+    """
+
+    def __init__(self, c_in: int, c_out: int, *, down: bool = True, norm: Norm = "none", sn: bool = True):
+        super().__init__()
+        self.down = down
+        self.norm1 = make_norm(norm, c_in)
+        self.conv1 = _conv(c_in, c_in, 3, bias=norm == "none", gain=RESIDUAL_GAIN, sn=sn)
+        self.norm2 = make_norm(norm, c_in)
+        self.conv2 = _conv(c_in, c_out, 3, bias=True, gain=RESIDUAL_GAIN, sn=sn)
+        learnable = down or c_in != c_out
+        self.shortcut = _conv(c_in, c_out, 1, bias=True, gain=1.0, sn=sn) if learnable else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C_in, H, W)
+        # Not in place: x itself feeds the shortcut.
+        h = self.conv1(F.relu(self.norm1(x)))  # (B, C_in, H, W)
+        h = self.conv2(F.relu(self.norm2(h), inplace=True))  # (B, C_out, H, W)
+        s = x
+        if self.down:
+            h = F.avg_pool2d(h, 2)  # (B, C_out, H/2, W/2)
+            s = F.avg_pool2d(s, 2)  # (B, C_in, H/2, W/2)
+        return h + self.shortcut(s)  # (B, C_out, H/2, W/2), or (B, C_out, H, W) without down
+
+
+class OptimisedDownBlock(nn.Module):
+    """The discriminator's first residual block (SN-GAN's "optimised" block), halving the size:
+    conv3×3 → norm → ReLU → conv3×3 → 2×2 average pool; shortcut average pool → 1×1 conv.
+
+    It has no leading ReLU (it would clip the input image) and its first conv already widens
+    to ``c_out``: the 3-channel input is too thin to keep at full resolution.
+    """
+
+    def __init__(self, c_in: int, c_out: int, *, norm: Norm = "none", sn: bool = True):
+        super().__init__()
+        self.conv1 = _conv(c_in, c_out, 3, bias=norm == "none", gain=RESIDUAL_GAIN, sn=sn)
+        self.norm1 = make_norm(norm, c_out)
+        self.conv2 = _conv(c_out, c_out, 3, bias=True, gain=RESIDUAL_GAIN, sn=sn)
+        self.shortcut = _conv(c_in, c_out, 1, bias=True, gain=1.0, sn=sn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, C_in, H, W)
+        h = self.conv1(x)  # (B, C_out, H, W)
+        h = self.conv2(F.relu(self.norm1(h), inplace=True))  # (B, C_out, H, W)
+        h = F.avg_pool2d(h, 2)  # (B, C_out, H/2, W/2)
+        return h + self.shortcut(F.avg_pool2d(x, 2))  # (B, C_out, H/2, W/2)
