@@ -10,34 +10,70 @@ A folder keeps many extracted submissions apart and never spills 1,000 files int
 working directory; ``layout="flat"`` puts the images at the archive's root instead.
 
 :func:`pack` checks the samples first (exactly ``count`` decodable ``size`` x ``size`` RGB images,
-no two with identical pixels; every problem is listed by name), writes the archive to a temporary
-file beside ``out``, reads it back with :func:`verify` (the same checks plus "same bytes as the
-samples"), and only then renames it onto ``out``. Image files are stored as they are, not
-re-encoded.
+no two with identical pixels; every problem is listed by name), builds the archive, reads it back
+with :func:`check_archive` (the same checks plus "same bytes as the samples"), and only then
+writes it onto ``out`` atomically. Image files are stored as they are, not re-encoded. The
+archive is reproducible: members in sorted order with fixed times, owners and modes, and a gzip
+header without time or file name, so packing the same samples again gives the same bytes.
+
+:func:`check_archive` is what ``pack --verify`` and ``grade`` run on an archive from anyone. It
+never extracts anything and reads the archive once, in member order, through
+:mod:`facegan.safetar` (headers bounded before they are read). It refuses absolute, ``..`` and
+backslash paths, links and special files, non-image members, members over
+:data:`MAX_IMAGE_BYTES`, more than ``count +`` :data:`EXTRA_MEMBERS` members, names that are
+the same file once extracted on macOS or Windows (``a/./1.png`` and ``a/1.png``, ``A.png`` and
+``a.png``), PNGs of more than :data:`MAX_PNG_CHUNKS` chunks and images whose header claims
+another size (both before any pixel is decoded), and a reading time over ``seconds``. OS junk
+(``.DS_Store``, ``._*``, ``__MACOSX/``, ``Thumbs.db``, ``desktop.ini``) is left out with a
+warning. Every problem is listed, not just the first.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
 import re
+import stat
+import struct
 import tarfile
-import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Iterator, Literal
+from typing import IO, Iterable, Literal
 
 import numpy as np
 
 from facegan.errors import BadImageError, FaceganError
-from facegan.images import decode_image, is_image_name, open_source
+from facegan.fileio import atomic_write, check_output_file
+from facegan.images import decode_image, is_image_name, open_regular, open_source
+from facegan.safetar import ArchiveError, TarLimits, iter_tar
+from facegan.safetext import shown
 
 #: What the brief asks for.
 DEFAULT_COUNT = 1000
 DEFAULT_SIZE = 64
 _STUDENT_ARCHIVE = re.compile(r"^(\d+)\.tar\.gz$")
 _MAX_LISTED = 20  # problems shown in one error message; the count says how many more
+
+#: Limits on what a submission may hold, checked from the headers before anything is read:
+#: a 64x64 PNG is ~10 KB, so these leave room for any honest archive and none for a bomb.
+MAX_IMAGE_BYTES = 1024 * 1024
+EXTRA_MEMBERS = 16  # folders and the like beyond the required image count
+#: An archive larger than this, on disk or decompressed, is refused (1,000 images of ~10 KB
+#: take ~10 MB; this is 25 times that).
+MAX_ARCHIVE_BYTES = 256 * 1024 * 1024
+#: Chunks in one PNG: an honest 64x64 PNG has 3 to ~10; Pillow takes ~0.2 s over 80,000 empty
+#: ones, which 1,000 padded images turn into minutes.
+MAX_PNG_CHUNKS = 256
+#: Seconds one archive may take to read and check (an honest one: ~1 s).
+READ_SECONDS = 60.0
+#: The modification time of every member of a packed archive (2000-01-01 UTC): fixed, so that
+#: packing the same samples twice gives the same bytes.
+PACK_MTIME = 946684800
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_OS_JUNK_FILES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 
 
 @dataclass
@@ -52,6 +88,25 @@ class PackReport:
     names: list[str]
     """Member names, in archive order."""
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ArchiveCheck:
+    """Everything :func:`check_archive` found in one archive; ``ok`` when there is no problem.
+
+    Names in ``problems`` and ``warnings`` are escaped (:func:`facegan.safetext.shown`).
+    """
+
+    bytes: int = 0
+    names: list[str] = field(default_factory=list)
+    """The image members' names, in archive order (as stored: may hold any character)."""
+    prefix: str = ""
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
 
 def student_archive_name(out: str | os.PathLike) -> tuple[str, str | None]:
@@ -72,169 +127,278 @@ def student_archive_name(out: str | os.PathLike) -> tuple[str, str | None]:
     raise FaceganError(f"{out}: the submission is a .tar.gz: use -o <student number>.tar.gz")
 
 
-def _pixel_problems(items: Iterable[tuple[str, bytes]], count: int, size: int,
-                    keep: dict[str, tuple[np.ndarray, str]] | None = None) -> tuple[list[str], int]:
-    """Check (name, bytes) images; ``(problems, n_images)``. Shared by pack and verify.
+def png_chunk_problem(data: bytes, limit: int = MAX_PNG_CHUNKS) -> str | None:
+    """Why PNG ``data`` must not be decoded (more than ``limit`` chunks), else ``None``.
 
-    ``keep`` collects ``name -> (uint8 (size, size, 3) pixels, sha256 of the pixels)`` of the
-    images that pass, for callers that go on to use them (grading) without decoding again.
+    Walks the chunk headers only (8 bytes each, at most ``limit + 1`` of them); a file that is not
+    a PNG, or a broken chunk structure, is left to the decoder to name.
     """
-    problems: list[str] = []
-    seen: dict[str, str] = {}
-    n = 0
-    for name, data in items:
-        n += 1
+    if not data.startswith(_PNG_SIGNATURE):
+        return None
+    pos, chunks = len(_PNG_SIGNATURE), 0
+    while pos + 8 <= len(data):
+        chunks += 1
+        if chunks > limit:
+            return f"a PNG of more than {limit} chunks (padding?); refused before decoding"
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return None
+        pos += 12 + length
+    return None
+
+
+class _ImageChecks:
+    """Checks images one by one (pack and verify share it): decodable, ``size`` x ``size``, RGB,
+    no two with identical pixels. ``keep`` collects ``name -> (pixels, pixel sha256)``."""
+
+    def __init__(self, size: int, keep: dict[str, tuple[np.ndarray, str]] | None = None):
+        self.size, self.keep = size, keep
+        self.seen: dict[str, str] = {}
+        self.n = 0
+
+    def problem(self, name: str, data: bytes) -> str | None:
+        """The problem of image ``name`` (escaped in the message), or ``None`` when it passes."""
+        self.n += 1
+        label = shown(name)
+        why = png_chunk_problem(data)
+        if why:
+            return f"{label}: {why}"
         try:
-            img = decode_image(data, name, expect_size=(size, size))
+            img = decode_image(data, label, expect_size=(self.size, self.size))
         except BadImageError as exc:
-            problems.append(f"{name}: {exc.reason}")
-            continue
+            return f"{label}: {exc.reason}"
         if img.mode != "RGB":
-            problems.append(f"{name}: mode {img.mode}, expected RGB (save it with .convert('RGB'))")
-            continue
+            return f"{label}: mode {img.mode}, expected RGB (save it with .convert('RGB'))"
         # Identical pixel content is a duplicate even when the files' bytes differ
         # (another PNG encoder or compression level): hash the decoded pixels.
         digest = hashlib.sha256(img.tobytes()).hexdigest()
-        if digest in seen:
-            problems.append(f"{name}: identical pixels to {seen[digest]}")
-        else:
-            seen[digest] = name
-            if keep is not None:
-                keep[name] = (np.asarray(img), digest)
-    if n != count:
-        problems.insert(0, f"{n} images, expected exactly {count}")
-    return problems, n
+        if digest in self.seen:
+            return f"{label}: identical pixels to {shown(self.seen[digest])}"
+        self.seen[digest] = name
+        if self.keep is not None:
+            self.keep[name] = (np.asarray(img), digest)
+        return None
 
 
 def _raise_problems(where: str, problems: list[str]) -> None:
     if not problems:
         return
-    shown = "\n  ".join(problems[:_MAX_LISTED])
+    listed = "\n  ".join(problems[:_MAX_LISTED])
     more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
-    raise FaceganError(f"{where}: {len(problems)} problem(s):\n  {shown}{more}")
+    raise FaceganError(f"{where}: {len(problems)} problem(s):\n  {listed}{more}")
+
+
+def _read_samples(samples_dir: str | os.PathLike, count: int, size: int) -> tuple[dict[str, bytes], list[str]]:
+    """``(name -> bytes, warnings)`` of a samples folder that passes the checks, else FaceganError."""
+    source = open_source(samples_dir)
+    checks = _ImageChecks(size)
+    files: dict[str, bytes] = {}
+    problems: list[str] = []
+    try:
+        for name, data in source.iter_bytes():
+            files[name] = data
+            why = checks.problem(name, data)
+            if why:
+                problems.append(why)
+    except BadImageError as exc:
+        problems.append(str(exc))
+    finally:
+        source.close()
+    if checks.n != count:
+        problems.insert(0, f"{checks.n} images, expected exactly {count}")
+    _raise_problems(str(samples_dir), problems)
+    warnings = []
+    if source.skipped:
+        listed = ", ".join(shown(n) for n, _ in source.skipped[:5])
+        warnings.append(f"{samples_dir}: left out {len(source.skipped)} files that are not images "
+                        f"({listed}{', ...' if len(source.skipped) > 5 else ''})")
+    return files, warnings
 
 
 def check_samples(samples_dir: str | os.PathLike, count: int = DEFAULT_COUNT,
                   size: int = DEFAULT_SIZE) -> tuple[list[str], list[str]]:
     """``(image names, warnings)`` of a samples folder that passes the checks, else FaceganError."""
-    source = open_source(samples_dir)
-    problems, _ = _pixel_problems(((n, source.read_bytes(n)) for n in source.names), count, size)
-    _raise_problems(str(samples_dir), problems)
-    warnings = []
-    if source.skipped:
-        listed = ", ".join(n for n, _ in source.skipped[:5])
-        warnings.append(f"{samples_dir}: left out {len(source.skipped)} files that are not images "
-                        f"({listed}{', ...' if len(source.skipped) > 5 else ''})")
-    return source.names, warnings
+    files, warnings = _read_samples(samples_dir, count, size)
+    return list(files), warnings
 
 
-#: Limits on what a submission may hold, checked from the tar headers before anything is read:
-#: a 64x64 PNG is ~10 KB, so these leave room for any honest archive and none for a bomb.
-MAX_IMAGE_BYTES = 1024 * 1024
-EXTRA_MEMBERS = 16  # folders and the like beyond the required image count
+def is_os_junk(name: str) -> bool:
+    """Files an operating system adds by itself: ``.DS_Store``, ``._*``, ``__MACOSX/``,
+    ``Thumbs.db``, ``desktop.ini``."""
+    parts = PurePosixPath(name).parts
+    base = parts[-1] if parts else ""
+    return "__MACOSX" in parts or base.startswith("._") or base.lower() in _OS_JUNK_FILES
 
 
-def safe_members(tf: tarfile.TarFile, archive: Path, count: int = DEFAULT_COUNT) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) of the image members of an open archive, never extracted to disk.
+def extracted_name(name: str) -> str:
+    """The file a member name becomes once extracted on any system, for finding collisions:
+    ``./`` and doubled slashes dropped, trailing dots and spaces dropped (Windows), Unicode
+    canonically decomposed (macOS) and case-folded (macOS and Windows)."""
+    parts = [p.rstrip(". ") or p for p in name.split("/") if p not in ("", ".")]
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", "/".join(parts)).casefold())
 
-    Refuses, naming the member, anything a submission should not hold: absolute or ``..``
-    paths, links and special files, non-image files, members over :data:`MAX_IMAGE_BYTES`,
-    and more than ``count + EXTRA_MEMBERS`` members in all.
+
+def _unsafe(name: str) -> bool:
+    return name.startswith("/") or "\\" in name or ".." in name.split("/")
+
+
+class _MemberChecks:
+    """One archive's members checked as they stream past (see :func:`check_archive`)."""
+
+    def __init__(self, count: int, size: int, keep, expected: dict[str, bytes] | None):
+        self.count, self.expected = count, expected
+        self.images = _ImageChecks(size, keep)
+        self.problems: list[str] = []
+        self.names: list[str] = []
+        self.junk: list[str] = []
+        self.members = 0
+        self.extracted: dict[str, str] = {}
+
+    def member(self, entry) -> None:
+        label = shown(entry.name)
+        if is_os_junk(entry.name):
+            if entry.kind != "dir":
+                self.junk.append(label)
+            return
+        self.members += 1
+        if self.members > self.count + EXTRA_MEMBERS:
+            raise ArchiveError(f"more than {self.count + EXTRA_MEMBERS} members; expected {self.count} images")
+        if _unsafe(entry.name):
+            self.problems.append(f"{label}: unsafe member name (absolute, '..' or a backslash)")
+            return
+        if entry.kind == "dir":
+            return
+        if entry.kind != "file":
+            self.problems.append(f"{label}: a {entry.kind}: a link or special file, not an image")
+            return
+        key = extracted_name(entry.name)
+        if key in self.extracted:
+            self.problems.append(f"{label}: the same file as {shown(self.extracted[key])} once extracted "
+                                 "(names equal up to ./, case or accents)")
+            return
+        self.extracted[key] = entry.name
+        if not is_image_name(entry.name):
+            self.problems.append(f"{label}: not an image file")
+            return
+        if entry.size > MAX_IMAGE_BYTES:
+            self.problems.append(f"{label}: {entry.size:,} bytes; an image here is at most {MAX_IMAGE_BYTES:,}")
+            return
+        data = entry.read()
+        self.names.append(entry.name)
+        if self.expected is not None and self.expected.get(entry.name) != hashlib.sha256(data).digest():
+            self.problems.append(f"{label}: not the bytes of the sample packed")
+        why = self.images.problem(entry.name, data)
+        if why:
+            self.problems.append(why)
+
+
+def check_archive(archive: str | os.PathLike | IO[bytes], count: int = DEFAULT_COUNT, size: int = DEFAULT_SIZE, *,
+                  expected: dict[str, bytes] | None = None, keep: dict[str, tuple[np.ndarray, str]] | None = None,
+                  seconds: float | None = READ_SECONDS, name: str | None = None) -> ArchiveCheck:
+    """Every problem of ``archive`` (a path, or a binary file object) as a submission.
+
+    Never raises for what the archive holds: problems (and warnings about left-out OS junk) are
+    in the returned :class:`ArchiveCheck`. ``expected`` (member -> sha256 of the bytes packed)
+    also checks the very bytes; ``keep`` receives each passing image's pixels and pixel hash;
+    ``seconds`` caps the reading time; ``name`` is the archive's name in messages.
     """
-    for i, m in enumerate(tf):
-        if i >= count + EXTRA_MEMBERS:
-            raise FaceganError(f"{archive}: more than {count + EXTRA_MEMBERS} members; expected {count} images")
-        path = PurePosixPath(m.name)
-        if m.name.startswith("/") or ".." in path.parts:
-            raise FaceganError(f"{archive}: unsafe member name {m.name!r}")
-        if m.isdir():
-            continue
-        if not m.isfile():
-            raise FaceganError(f"{archive}: {m.name} is a link or special file, not an image")
-        if not is_image_name(m.name):
-            raise FaceganError(f"{archive}: {m.name} is not an image file")
-        if m.size > MAX_IMAGE_BYTES:
-            raise FaceganError(f"{archive}: {m.name} is {m.size:,} bytes; an image here is at most {MAX_IMAGE_BYTES:,}")
-        f = tf.extractfile(m)
-        yield m.name, f.read() if f is not None else b""
+    where = name or shown(archive if not hasattr(archive, "read") else "archive")
+    result = ArchiveCheck()
+    try:
+        f = open_regular(archive) if not hasattr(archive, "read") else archive
+    except FaceganError as exc:
+        result.problems.append(str(exc).removeprefix(f"{os.fspath(archive)}: "))
+        return result
+    checks = _MemberChecks(count, size, keep, expected)
+    try:
+        result.bytes = os.fstat(f.fileno()).st_size if _is_file(f) else len(f.getbuffer())
+        if result.bytes > MAX_ARCHIVE_BYTES:
+            raise ArchiveError(f"{result.bytes:,} bytes, more than a submission can need ({MAX_ARCHIVE_BYTES:,})")
+        if f.read(2) != b"\x1f\x8b":
+            raise ArchiveError("not a readable .tar.gz: not gzip-compressed (make it with 'facegan pack')")
+        f.seek(0)
+        limits = TarLimits.timed(seconds, max_stream_bytes=MAX_ARCHIVE_BYTES,
+                                 max_members=2 * (count + EXTRA_MEMBERS))  # room for ._* twins
+        for entry in iter_tar(f, where, limits):
+            checks.member(entry)
+    except ArchiveError as exc:
+        checks.problems.append(str(exc).removeprefix(f"{where}: "))
+    finally:
+        if f is not archive:
+            f.close()
+    result.names, result.problems = checks.names, checks.problems
+    if checks.images.n != count:
+        result.problems.insert(0, f"{checks.images.n} images, expected exactly {count}")
+    tops = {PurePosixPath(n).parts[0] if len(PurePosixPath(n).parts) > 1 else "" for n in result.names}
+    if len(tops) > 1:
+        result.problems.append("images are spread over several top folders "
+                               f"({', '.join(shown(t) if t else '(root)' for t in sorted(tops))})")
+    result.prefix = tops.pop() if len(tops) == 1 else ""
+    if expected is not None and set(expected) != set(result.names):
+        result.problems.append("the archive's members are not the files that were packed")
+    if checks.junk:
+        listed = ", ".join(checks.junk[:5]) + (", ..." if len(checks.junk) > 5 else "")
+        result.warnings.append(f"left out {len(checks.junk)} file(s) the operating system added ({listed})")
+    return result
+
+
+def _is_file(f) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return False
 
 
 def verify(archive: str | os.PathLike, count: int = DEFAULT_COUNT, size: int = DEFAULT_SIZE,
            expected: dict[str, bytes] | None = None,
            keep: dict[str, tuple[np.ndarray, str]] | None = None) -> PackReport:
-    """Read ``archive`` back: exactly ``count`` decodable ``size``x``size`` RGB images, no
-    duplicates, all in one top folder or all at the root; with ``expected`` (member -> sha256
-    of the file bytes) also the very bytes that were packed. Raises FaceganError listing problems.
-    ``keep`` receives each image's pixels and pixel hash (see :func:`_pixel_problems`).
-    """
-    archive = Path(archive)
-    names: list[str] = []
-    digests: dict[str, bytes] = {}
+    """:func:`check_archive`, raising FaceganError listing every problem; the report otherwise."""
+    check = check_archive(archive, count, size, expected=expected, keep=keep)
+    _raise_problems(shown(archive, 1000), check.problems)
+    return PackReport(Path(archive), len(check.names), check.bytes, check.prefix, check.names, check.warnings)
 
-    def items() -> Iterator[tuple[str, bytes]]:
-        for name, data in safe_members(tf, archive, count):
-            names.append(name)
-            digests[name] = hashlib.sha256(data).digest()
-            yield name, data
 
-    try:
-        with tarfile.open(archive, "r:gz") as tf:
-            problems, _ = _pixel_problems(items(), count, size, keep)
-    except (OSError, tarfile.TarError, EOFError) as exc:
-        raise FaceganError(f"{archive}: not a readable .tar.gz ({exc})") from None
-    tops = {PurePosixPath(n).parts[0] if len(PurePosixPath(n).parts) > 1 else "" for n in names}
-    if len(tops) > 1:
-        problems.append(f"images are spread over several top folders ({', '.join(sorted(tops))})")
-    if expected is not None:
-        if set(expected) != set(names):
-            problems.append("the archive's members are not the files that were packed")
-        problems += [f"{n}: bytes differ from the sample packed" for n in names
-                     if n in expected and expected[n] != digests[n]]
-    _raise_problems(str(archive), problems)
-    return PackReport(archive, len(names), archive.stat().st_size, tops.pop() if tops else "", names)
+def _tar_bytes(files: Iterable[tuple[str, bytes]], prefix: str) -> bytes:
+    """A reproducible ``.tar.gz`` of ``files`` (in the order given) under folder ``prefix``."""
+
+    def info(name: str, kind: bytes, mode: int, size: int = 0) -> tarfile.TarInfo:
+        ti = tarfile.TarInfo(name)
+        ti.type, ti.mode, ti.size, ti.mtime = kind, mode, size, PACK_MTIME
+        ti.uid = ti.gid = 0
+        ti.uname = ti.gname = ""
+        return ti
+
+    buf = io.BytesIO()
+    # filename="" and mtime=0: the gzip header would otherwise carry the temporary name and the time
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            if prefix:
+                tf.addfile(info(prefix, tarfile.DIRTYPE, 0o755))
+            for name, data in files:
+                tf.addfile(info(f"{prefix}/{name}" if prefix else name, tarfile.REGTYPE, 0o644, len(data)),
+                           io.BytesIO(data))
+    return buf.getvalue()
 
 
 def pack(samples_dir: str | os.PathLike, out: str | os.PathLike, *, count: int = DEFAULT_COUNT,
          size: int = DEFAULT_SIZE, layout: Literal["folder", "flat"] = "folder") -> PackReport:
     """Check the images of ``samples_dir`` and write them to ``out`` (``<student>.tar.gz``).
 
-    Writes atomically (temporary file, verified read-back, rename); an existing ``out`` is only
-    replaced by a verified archive. Returns the :class:`PackReport` of the verified archive.
+    The archive is built in memory and checked by :func:`check_archive` (with the sample bytes
+    expected) before it is written atomically: an existing ``out`` is only replaced by a
+    verified archive. Returns the :class:`PackReport` of the verified archive.
     """
     out = Path(out)
     folder, warning = student_archive_name(out)
-    if out.is_dir():
-        raise FaceganError(f"{out}: is a folder; give the archive's file name")
-    names, warnings = check_samples(samples_dir, count, size)
+    check_output_file(out, what="archive")
+    files, warnings = _read_samples(samples_dir, count, size)
     if warning:
         warnings.insert(0, warning)
     prefix = folder if layout == "folder" else ""
-    source = open_source(samples_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    expected: dict[str, bytes] = {}
-    now = int(time.time())
-    try:
-        with open(tmp, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode="w:gz") as tf:
-                if prefix:
-                    d = tarfile.TarInfo(prefix)
-                    d.type, d.mode, d.mtime = tarfile.DIRTYPE, 0o755, now
-                    tf.addfile(d)
-                for name in names:
-                    data = source.read_bytes(name)
-                    member = f"{prefix}/{name}" if prefix else name
-                    info = tarfile.TarInfo(member)
-                    info.size, info.mode, info.mtime = len(data), 0o644, now
-                    tf.addfile(info, io.BytesIO(data))
-                    expected[member] = hashlib.sha256(data).digest()
-            raw.flush()
-            os.fsync(raw.fileno())
-        report = verify(tmp, count, size, expected)
-        os.replace(tmp, out)
-    finally:
-        source.close()
-        tmp.unlink(missing_ok=True)
-    report.archive = out
-    report.warnings = warnings
-    return report
+    names = sorted(files)
+    data = _tar_bytes(((n, files[n]) for n in names), prefix)
+    expected = {(f"{prefix}/{n}" if prefix else n): hashlib.sha256(files[n]).digest() for n in names}
+    check = check_archive(io.BytesIO(data), count, size, expected=expected, name=str(out))
+    _raise_problems(f"{out} (not written)", check.problems)
+    atomic_write(out, lambda f: f.write(data), fsync=True)
+    return PackReport(out, len(check.names), len(data), check.prefix, check.names, warnings + check.warnings)

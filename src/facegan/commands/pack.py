@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         if args.samples or args.out:
             raise FaceganError("--verify ARCHIVE takes no SAMPLES and no -o")
         report = verify(args.verify, args.count, args.size)
+        for w in report.warnings:
+            print(f"facegan: warning: {w}", file=sys.stderr)
         where = f"in {report.prefix}/" if report.prefix else "at the root"
         print(f"{report.archive}: OK: {report.count} images {args.size}x{args.size} {where}, "
               f"{_mb(report.bytes)}")
