@@ -386,3 +386,64 @@ def test_a_stats_path_that_is_a_fifo_or_folder_is_refused_not_read(tmp_path):
     (tmp_path / "dir.npz").mkdir()
     with pytest.raises(FaceganError, match=r"dir\.npz: not a regular file"):
         Stats.load(tmp_path / "dir.npz")
+
+
+# ----------------------------------------------------------------------------- hostile sources
+
+
+@pytest.mark.timeout(60)
+def test_entries_deleted_or_swapped_mid_run_are_skipped_and_counted(tmp_path):
+    import os
+
+    imgs = _images(5)
+    for i, im in enumerate(imgs):
+        (tmp_path / f"{i}.png").write_bytes(_png(im))
+    s, strict = open_images(tmp_path), open_images(tmp_path)  # both listed before the changes
+    (tmp_path / "1.png").unlink()  # deleted after listing
+    (tmp_path / "3.png").unlink()
+    os.mkfifo(tmp_path / "3.png")  # swapped for a FIFO: must not hang
+    out = _all(s)
+    np.testing.assert_array_equal(out, np.stack([imgs[0], imgs[2], imgs[4]]))
+    reasons = dict(s.skipped)
+    assert set(reasons) == {"1.png", "3.png"}
+    assert "deleted" in reasons["1.png"] and "FIFO" in reasons["3.png"]
+    assert s.sha256 == s.hash_prefix(5).hexdigest()  # the hash without decoding agrees
+    with pytest.raises(BadImageError, match=r"1\.png: deleted"):
+        _all(strict, strict=True)
+
+
+def test_the_decoding_window_and_batches_are_bounded_in_pixels(tmp_path, monkeypatch):
+    import facegan.fid.sources as sources
+
+    for i, im in enumerate(_images(12, size=32)):
+        (tmp_path / f"{i:02d}.png").write_bytes(_png(im))
+    monkeypatch.setattr(sources, "WINDOW_PIXELS", 3 * 32 * 32)
+    monkeypatch.setattr(sources, "BATCH_PIXELS", 2 * 32 * 32)
+    s = open_images(tmp_path)
+    reads = []
+    real_read = s._read
+    monkeypatch.setattr(s, "_read", lambda name: reads.append(name) or real_read(name))
+    for yielded, _ in enumerate(s._decoded(workers=2), 1):
+        assert len(reads) - yielded <= 3  # never more than 3 images (the window) decoded ahead
+    s = open_images(tmp_path)
+    assert [b.shape[0] for b in s.batches(8)] == [2] * 6  # 8 per batch asked, 2 fit the budget
+    assert s.sizes == {(32, 32): 12}
+    np.save(tmp_path / "a.npy", np.stack(_images(5, size=32)))
+    assert [b.shape[0] for b in open_images(tmp_path / "a.npy").batches(8)] == [2, 2, 1]
+
+
+def test_in_memory_arrays_and_tensors_are_sources(tmp_path):
+    import torch
+
+    imgs = np.stack(_images(4))
+    np.save(tmp_path / "x.npy", imgs)
+    from_file = open_images(tmp_path / "x.npy")
+    for src in (imgs, torch.from_numpy(imgs)):
+        s = open_images(src)
+        assert s.kind == "array" and s.count == 4 and s.sizes == {(16, 16): 4}
+        np.testing.assert_array_equal(_all(s), imgs)
+        assert s.sha256 == from_file.sha256
+    with pytest.raises(FaceganError, match=r"uint8 of shape \(N, H, W, 3\).*float32"):
+        open_images(imgs.astype(np.float32))
+    with pytest.raises(FaceganError, match="expected a path"):
+        open_images(42)

@@ -13,19 +13,27 @@ the calling thread (archives are not thread-safe) and decoded in a small thread 
 bounded window ahead of the network.
 
 The input hash (:attr:`ImageSet.sha256`) covers every listed image: sha256 over
-``name NUL sha256(bytes) LF`` in sorted order (so a folder and a zip of the same files agree),
-or over the shape and raw bytes of an ``.npy``.
+``name NUL sha256(bytes) LF`` in sorted order (so a folder and a zip of the same files agree;
+an entry that cannot be read at all — deleted mid-run, swapped for a FIFO — hashes as
+``name NUL - LF`` and is skipped and counted), or over the shape and raw bytes of an ``.npy``
+or in-memory array (:func:`open_images` also takes uint8 numpy arrays and torch tensors).
+
+Memory stays bounded whatever the images claim: the decoding window ahead of the network holds
+at most :data:`WINDOW_PIXELS` pixels (sizes read from the headers before decoding), a batch at
+most :data:`BATCH_PIXELS` (one big image is a batch of its own), and a single image at most
+:data:`facegan.images.MAX_IMAGE_PIXELS`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -38,6 +46,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Images decoded ahead of the network, per decoding thread.
 _PREFETCH = 64
+#: At most this many pixels decoded ahead of the network (~100 MB as RGB); at least one image.
+WINDOW_PIXELS = 1 << 25
+#: At most this many pixels in one batch (~50 MB as uint8, 4x that once float); at least one image.
+BATCH_PIXELS = 1 << 24
+#: The digest hashed for an entry whose bytes could not be read.
+_UNREADABLE = "-"
 
 
 def is_stats_file(src: str | os.PathLike) -> bool:
@@ -60,6 +74,8 @@ class ImageSet:
     _sha256: str | None = field(default=None, repr=False)
     position: int = field(default=0, repr=False)
     """Entries completed by the batches yielded so far (see :meth:`batches`)."""
+    sizes: Counter = field(default_factory=Counter, repr=False)
+    """``(width, height) -> images`` decoded so far (all of them, for an array)."""
 
     @property
     def sha256(self) -> str:
@@ -85,6 +101,9 @@ class ImageSet:
         """
         if self._array is not None:
             self._sha256 = self._sha256 or _array_sha256(self._array)
+            # bounded copies: a batch of big images is cut to BATCH_PIXELS (at least one image)
+            h, w = self._array.shape[1:3]
+            batch_size = max(1, min(batch_size, BATCH_PIXELS // max(1, h * w)))
             for i in range(start, self.count, batch_size):
                 self.position = min(i + batch_size, self.count)
                 yield np.array(self._array[i : i + batch_size])  # a writable copy off the mmap
@@ -103,11 +122,14 @@ class ImageSet:
                 h.update(_entry_line(name, digest))
                 done += 1
                 continue
-            if run and (len(run) == batch_size or run[0].shape != result.shape):
+            pixels = result.shape[0] * result.shape[1]
+            if run and (len(run) == batch_size or run[0].shape != result.shape
+                        or (len(run) + 1) * pixels > BATCH_PIXELS):
                 self.position = done
                 yield np.stack(run)
                 run = []
             run.append(result)
+            self.sizes[(result.shape[1], result.shape[0])] += 1
             h.update(_entry_line(name, digest))  # hashed once in the batch, so prefixes line up
             done += 1
         if run:
@@ -121,8 +143,15 @@ class ImageSet:
         h = hashlib.sha256()
         if self._array is None:
             for name in self._source.names[:n]:
-                _hash_entry(h, name, self._source.read_bytes(name))
+                h.update(_entry_line(name, _digest(self._read(name))))
         return h
+
+    def _read(self, name: str) -> bytes | BadImageError:
+        """The bytes of entry ``name``, or the :class:`BadImageError` saying why it cannot be read."""
+        try:
+            return self._source.read_bytes(name)
+        except BadImageError as exc:
+            return BadImageError(name, exc.reason)
 
     def prefix_digest(self, hasher) -> str:
         """What identifies the entries ``hasher`` has seen: its digest, or for an ``.npy`` (cheap
@@ -133,22 +162,41 @@ class ImageSet:
         """``(name, sha256 of its bytes, uint8 array or BadImageError)`` in order, decoded ahead."""
         names = iter(self._source.names[start:])
         pending: deque = deque()
+        most = _PREFETCH * max(1, workers)
+        held = 0  # pixels claimed by the headers of the images in ``pending``
         with ThreadPoolExecutor(max(1, workers)) as pool:
 
             def submit() -> bool:
+                nonlocal held
                 name = next(names, None)
                 if name is None:
                     return False
-                data = self._source.read_bytes(name)
-                pending.append((name, hashlib.sha256(data).hexdigest(), pool.submit(_decode_rgb, data, name)))
+                data = self._read(name)
+                if isinstance(data, BadImageError):  # deleted mid-run, swapped for a FIFO...
+                    pending.append((name, _UNREADABLE, 0, None, data))
+                    return True
+                pixels = _claimed_pixels(data)
+                held += pixels
+                pending.append((name, _digest(data), pixels, pool.submit(_decode_rgb, data, name), None))
                 return True
 
-            while len(pending) < _PREFETCH * max(1, workers) and submit():
-                pass
-            while pending:
-                name, digest, fut = pending.popleft()
-                submit()
-                yield name, digest, fut.result()
+            def room() -> bool:
+                return not pending or (len(pending) < most and held < WINDOW_PIXELS)
+
+            try:
+                while room() and submit():
+                    pass
+                while pending:
+                    name, digest, pixels, fut, failed = pending.popleft()
+                    result = failed if fut is None else fut.result()
+                    held -= pixels
+                    while room() and submit():
+                        pass
+                    yield name, digest, result
+            finally:
+                for *_, fut, _failed in pending:
+                    if fut is not None:
+                        fut.cancel()
         self._source.close()
 
 
@@ -156,8 +204,19 @@ def _entry_line(name: str, digest: str) -> bytes:
     return name.encode("utf-8", "surrogateescape") + b"\0" + digest.encode() + b"\n"
 
 
-def _hash_entry(h, name: str, data: bytes) -> None:
-    h.update(_entry_line(name, hashlib.sha256(data).hexdigest()))
+def _digest(data: bytes | BadImageError) -> str:
+    return _UNREADABLE if isinstance(data, BadImageError) else hashlib.sha256(data).hexdigest()
+
+
+def _claimed_pixels(data: bytes) -> int:
+    """Width x height from the image header alone (0 when there is no readable header)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:  # the header only; the pixels are not decoded
+            return int(img.width) * int(img.height)
+    except Exception:  # not an image, a bomb Pillow refuses...: the decoder gives the reason
+        return 0
 
 
 def _array_sha256(arr: np.ndarray) -> str:
@@ -177,14 +236,38 @@ def _decode_rgb(data: bytes, name: str):
         return exc
 
 
-def open_images(src: str | os.PathLike) -> ImageSet:
-    """An :class:`ImageSet` for a folder, ``.zip``, ``.tar(.gz)`` or uint8 ``.npy``."""
+def open_images(src: "str | os.PathLike | np.ndarray | Any") -> ImageSet:
+    """An :class:`ImageSet` for a folder, ``.zip``, ``.tar(.gz)``, uint8 ``.npy``, or an in-memory
+    uint8 ``(N, H, W, 3)`` numpy array or torch tensor (RGB, 0..255)."""
+    if not isinstance(src, (str, os.PathLike)):
+        return _array_images(src)
     path = Path(src)
     if path.suffix.lower() == ".npy":
         arr = load_uint8_array(path)
-        return ImageSet(path, "npy", int(arr.shape[0]), _array=arr)
+        return ImageSet(path, "npy", int(arr.shape[0]), _array=arr,
+                        sizes=Counter({(arr.shape[2], arr.shape[1]): int(arr.shape[0])}))
     source = open_source(path)
     return ImageSet(path, source.kind, len(source.names), list(source.skipped), _source=source)
+
+
+def _array_images(arr: Any) -> ImageSet:
+    from facegan.images import MAX_IMAGE_PIXELS
+
+    if hasattr(arr, "detach") and hasattr(arr, "cpu"):  # a torch tensor, wherever it lives
+        arr = arr.detach().cpu().numpy()
+    if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
+        raise FaceganError(f"expected a path, or a uint8 (N, H, W, 3) numpy array or torch tensor; got {type(arr).__name__}")
+    arr = np.asarray(arr)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
+        raise FaceganError(
+            f"images must be uint8 of shape (N, H, W, 3) (RGB, 0..255); got {arr.dtype} {arr.shape}. "
+            "Convert generator output once with ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)"
+            ".permute(0, 2, 3, 1)"
+        )
+    n, h, w = (int(v) for v in arr.shape[:3])
+    if h * w > MAX_IMAGE_PIXELS:
+        raise FaceganError(f"array of {w}x{h} images: over the {MAX_IMAGE_PIXELS:,}-pixel limit per image")
+    return ImageSet(Path(f"<uint8 array {n}x{h}x{w}x3>"), "array", n, _array=arr, sizes=Counter({(w, h): n}))
 
 
 def check_count(images: ImageSet, n: int) -> None:
