@@ -78,7 +78,7 @@ def main() -> None:
     from facegan.images import load_uint8_array
     from facegan.sample import generate
     from facegan.train import TrainConfig, training_loop
-    from facegan.train.checkpoint import build_models, load
+    from facegan.train.checkpoint import build_generator, load
     from facegan.train.distributed import pick_device
 
     device = pick_device(args.device)
@@ -89,9 +89,9 @@ def main() -> None:
                                     threads=args.threads))
     state = load(res.last)
 
-    G, _ = build_models(state["config"])
+    G = build_generator(state["config"])
     G.load_state_dict(state["G"])
-    E_recal, _ = build_models(state["config"])
+    E_recal = build_generator(state["config"])
     E_recal.load_state_dict(state["G_ema"])
     E_copy = copy.deepcopy(E_recal)
     bn_keys = [k for k in state["G"] if "running_" in k or "num_batches" in k]

@@ -101,46 +101,35 @@ def tutorial_stepper(photos: Path):
     return Side(step, start, stop), cleanup
 
 
-def facegan_stepper(cache: Path, precision: str = "auto", channels_last: bool = True, matmul_convs: str = "auto"):
-    """One-step function of facegan's training: its loader, its GanStep, its EMA update.
-
-    Built the way ``training_loop`` builds them (registry models, in-memory ``BatchLoader`` with
-    flips, Adam, bf16 autocast per ``use_bf16``, channels_last), minus logging and checkpoints.
-    """
+def facegan_stepper(cache: Path, precision: str = "auto", channels_last: bool = True, matmul_convs: str = "auto",
+                    **train: object):
+    """One-step function of facegan's training, built by the loop's own ``build_parts`` (registry
+    models, in-memory ``BatchLoader`` with flips, Adam, the step module, the EMA update), minus
+    logging and checkpoints. ``train``: further TrainConfig fields (e.g. ``arch``, ``g``)."""
     from facegan.images import load_uint8_array
-    from facegan.loader import BatchLoader
-    from facegan.losses import get_loss
-    from facegan.models.registry import create_discriminator, create_generator
-    from facegan.train.ema import ema_beta, make_ema, update_ema
-    from facegan.models.matmul_conv import matmul_convs_on, use_matmul_convs
-    from facegan.train.loop import GanStep, use_bf16
+    from facegan.runtime import configure_torch
+    from facegan.train.config import TrainConfig
+    from facegan.train.distributed import DistInfo
+    from facegan.train.ema import ema_beta, update_ema
+    from facegan.train.loop import build_parts
 
-    torch.set_flush_denormal(True)  # as training_loop does on the CPU
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    torch.manual_seed(0)
-    G = create_generator("dcgan").to(memory_format=fmt)
-    D = create_discriminator("dcgan").to(memory_format=fmt)
-    matmul = matmul_convs_on(matmul_convs, torch.device("cpu"))
-    if matmul:
-        use_matmul_convs(G)
-        use_matmul_convs(D)
-    G_ema = make_ema(G)
-    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    bf16 = use_bf16(precision, torch.device("cpu"))
-    gan_step = GanStep(G, D, D, D, opt_g, opt_d, get_loss("bce"), "cpu" if bf16 else None)
-    loader = BatchLoader(load_uint8_array(cache), BATCH, flip=True, channels_last=channels_last)
-    noise = torch.Generator().manual_seed(1)
+    configure_torch("cpu", torch.get_num_threads())  # as `facegan train` does at its entry
+    cfg = TrainConfig(data=str(cache), out="unused", kimg=1, device="cpu", precision=precision,
+                      channels_last=channels_last, matmul_convs=matmul_convs, batch=BATCH, **train)
+    parts = build_parts(cfg, load_uint8_array(cache), DistInfo())
     nimg = 0
+
+    def next_noise() -> torch.Tensor:
+        return torch.randn(BATCH, cfg.z_dim, generator=parts.noise)
 
     def step() -> None:
         nonlocal nimg
-        gan_step(next(loader), torch.randn(BATCH, 100, generator=noise))
-        nimg += BATCH
-        update_ema(G_ema, G, ema_beta(BATCH, nimg, 10.0, 0.05))
+        parts.step(lambda: next(parts.loader), next_noise)
+        nimg += BATCH * cfg.n_dis
+        update_ema(parts.G_ema, parts.G, ema_beta(BATCH, nimg, cfg.ema_kimg, cfg.ema_rampup))
 
-    desc = (f"{'bf16 autocast' if bf16 else 'fp32'}, {'channels_last' if channels_last else 'NCHW'}"
-            f"{', 4x4-map convs as matmuls' if matmul else ''}")
+    desc = (f"{'bf16 autocast' if parts.bf16 else 'fp32'}, {'channels_last' if parts.channels_last else 'NCHW'}"
+            f"{', 4x4-map convs as matmuls' if parts.matmul else ''}")
     return Side(step), desc
 
 

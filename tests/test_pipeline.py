@@ -12,7 +12,7 @@ from PIL import Image
 from facegan.errors import FaceganError
 from facegan.pipeline import RunConfig, run_pipeline
 
-TINY = {"ngf": 8, "ndf": 8, "batch": 16, "tick_kimg": 0.032, "grid_kimg": 1.0, "progress": False}
+TINY = {"g": {"ngf": 8}, "d": {"ndf": 8}, "batch": 16, "tick_kimg": 0.032, "grid_kimg": 1.0, "progress": False}
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from facegan.train import TrainConfig, training_loop
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("sample")
     np.save(root / "c.npy", np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8))
-    training_loop(TrainConfig(data=str(root / "c.npy"), out=str(root / "run"), kimg=0.024, resolution=16, z_dim=8,
-                              ngf=4, ndf=4, batch=8, precision="fp32", progress=False, bn_batches=2))
+    training_loop(TrainConfig(data=str(root / "c.npy"), out=str(root / "run"), kimg=0.024, resolution=16, g={"z_dim": 8, "ngf": 4},
+                              d={"ndf": 4}, batch=8, precision="fp32", progress=False, bn_batches=2))
     return root / "run"
 
 
@@ -65,7 +65,7 @@ def test_ema_and_raw_generator_differ_and_missing_ema_is_explained(run, tmp_path
     assert not torch.equal(ema.net[0][0].weight, raw.net[0][0].weight)
     np.save(tmp_path / "c.npy", np.zeros((8, 16, 16, 3), np.uint8))
     training_loop(TrainConfig(data=str(tmp_path / "c.npy"), out=str(tmp_path / "r"), kimg=0.008, resolution=16,
-                              z_dim=8, ngf=4, ndf=4, batch=8, ema=False, progress=False))
+                              g={"z_dim": 8, "ngf": 4}, d={"ndf": 4}, batch=8, ema=False, progress=False))
     with pytest.raises(FaceganError, match="no EMA generator.*--which g"):
         load_generator(tmp_path / "r" / "last.pt", "ema")
     with pytest.raises(FaceganError, match="no such checkpoint"):

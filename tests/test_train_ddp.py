@@ -22,8 +22,8 @@ def test_torchrun_two_processes_gloo(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
            f"--master_port={_free_port()}", "-m", "facegan", "train", "--data", str(data), "--out", str(out),
-           "--resolution", "16", "--z-dim", "8", "--ngf", "4", "--ndf", "4", "--batch", "8", "--kimg", "0.048",
-           "--tick-kimg", "0.016", "--precision", "fp32", "--device", "cpu", "--d-dropout", "0.1",
+           "--resolution", "16", "--g.z-dim", "8", "--g.ngf", "4", "--d.ndf", "4", "--batch", "8", "--kimg", "0.048",
+           "--tick-kimg", "0.016", "--precision", "fp32", "--device", "cpu", "--d.dropout", "0.1",
            "--bn-batches", "1"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -9,7 +9,7 @@ import torch
 
 from facegan.errors import FaceganError
 from facegan.train import TrainConfig, config_for_resume, training_loop
-from facegan.train.checkpoint import build_models, load
+from facegan.train.checkpoint import build_discriminator, build_generator, load
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def cache(tmp_path_factory):
 
 
 def tiny(cache, out, **kw):
-    base = dict(data=str(cache), out=str(out), resolution=16, z_dim=8, ngf=4, ndf=4, batch=8, precision="fp32",
+    base = dict(data=str(cache), out=str(out), resolution=16, g={"z_dim": 8, "ngf": 4}, d={"ndf": 4}, batch=8, precision="fp32",
                 progress=False, tick_kimg=0.016, bn_batches=2, device="cpu")
     base.update(kw)
     return TrainConfig(**base)
@@ -37,7 +37,7 @@ def test_run_folder_has_everything(cache, tmp_path):
     res = training_loop(tiny(cache, tmp_path / "r", kimg=0.048, grid_kimg=0.032))
     out = tmp_path / "r"
     assert res.status == "done" and res.step == 6 and res.nimg == 48
-    assert json.loads((out / "config.json").read_text())["ngf"] == 4
+    assert json.loads((out / "config.json").read_text())["g"]["ngf"] == 4
     ticks = [json.loads(x) for x in (out / "stats.jsonl").read_text().splitlines()]
     per_tick = [t for t in ticks if "loss_d" in t]
     assert [t["step"] for t in per_tick] == [2, 4, 6]  # one line per 16 images
@@ -47,7 +47,7 @@ def test_run_folder_has_everything(cache, tmp_path):
         assert (out / name).is_file(), name
     # the checkpoint rebuilds its own models from the config it carries
     state = load(out / "last.pt")
-    G, D = build_models(state["config"])
+    G, D = build_generator(state["config"]), build_discriminator(state["config"])
     G.load_state_dict(state["G_ema"])
     D.load_state_dict(state["D"])
     assert G(torch.randn(2, 8)).shape == (2, 3, 16, 16)
@@ -56,7 +56,7 @@ def test_run_folder_has_everything(cache, tmp_path):
 
 def test_resume_gives_bitwise_the_same_weights(cache, tmp_path):
     """fp32 CPU: 8 steps straight == 4 steps + resume + 4 steps (epochs of 6 steps: crosses one)."""
-    kw = dict(d_dropout=0.2, flip=True)  # dropout and flips: more random streams to restore
+    kw = dict(d={"ndf": 4, "dropout": 0.2}, flip=True)  # dropout and flips: more random streams to restore
     training_loop(tiny(cache, tmp_path / "a", kimg=0.064, **kw))
     training_loop(tiny(cache, tmp_path / "b", kimg=0.032, **kw))
     cfg = config_for_resume(tmp_path / "b", {"kimg": 0.064})
@@ -78,8 +78,8 @@ def test_resume_gives_bitwise_the_same_weights(cache, tmp_path):
 
 def test_resume_refuses_model_changes_and_fresh_runs_refuse_old_folders(cache, tmp_path):
     training_loop(tiny(cache, tmp_path / "r", kimg=0.016))
-    with pytest.raises(FaceganError, match="cannot change --ngf"):
-        config_for_resume(tmp_path / "r", {"ngf": 8, "kimg": 1})
+    with pytest.raises(FaceganError, match="cannot change --g"):
+        config_for_resume(tmp_path / "r", {"g": {"ngf": 8}, "kimg": 1})
     with pytest.raises(FaceganError, match="already holds a run.*--resume"):
         training_loop(tiny(cache, tmp_path / "r", kimg=0.016))
     with pytest.raises(FaceganError, match="nothing to resume"):

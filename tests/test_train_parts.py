@@ -112,7 +112,8 @@ def test_ema_half_life_in_images():
 
 def test_ema_update_and_batchnorm_recalibration():
     from facegan.models.registry import create_generator
-    from facegan.train.ema import make_ema, recalibrate_batchnorm, update_ema
+    from facegan.models.sampling import recalibrate_batchnorm
+    from facegan.train.ema import make_ema, update_ema
 
     torch.manual_seed(0)
     G = create_generator("dcgan", z_dim=8, ngf=4, resolution=8)
@@ -125,7 +126,7 @@ def test_ema_update_and_batchnorm_recalibration():
     for b, e, g in zip(before, ema.parameters(), G.parameters()):
         assert torch.allclose(e, 0.75 * b + 0.25 * g)
     rng = torch.get_rng_state()
-    recalibrate_batchnorm(ema, batches=4, batch_size=64, seed=1)
+    recalibrate_batchnorm(ema, batches=4, batch_size=64)
     assert torch.equal(rng, torch.get_rng_state())  # training's random stream untouched
     assert not ema.training
     # The recalibrated statistics are those of the EMA's own activations: eval ≈ train mode.
@@ -175,8 +176,8 @@ def test_config_validation_names_the_options():
         TrainConfig(data="x.npy", out="r")
     with pytest.raises(FaceganError, match="--resolution must be a power of two"):
         TrainConfig(data="x.npy", out="r", kimg=1, resolution=48)
-    with pytest.raises(FaceganError, match="--beta1"):
-        TrainConfig(data="x.npy", out="r", kimg=1, beta1=1.5)
+    with pytest.raises(FaceganError, match="--beta1-g"):
+        TrainConfig(data="x.npy", out="r", kimg=1, beta1_g=1.5)
     cfg = TrainConfig(data="x.npy", out="r", minutes=3)
     from facegan.config import from_dict, to_dict
 

@@ -15,7 +15,7 @@ from facegan.train.checkpoint import load
 
 def _start(data, out):
     cmd = [sys.executable, "-m", "facegan", "train", "--data", str(data), "--out", str(out), "--resolution", "16",
-           "--z-dim", "8", "--ngf", "4", "--ndf", "4", "--batch", "8", "--kimg", "10000", "--tick-kimg", "0.016",
+           "--g.z-dim", "8", "--g.ngf", "4", "--d.ndf", "4", "--batch", "8", "--kimg", "10000", "--tick-kimg", "0.016",
            "--grid-kimg", "1000", "--precision", "fp32", "--bn-batches", "1", "--device", "cpu"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"}), cmd

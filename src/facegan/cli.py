@@ -19,7 +19,10 @@ from facegan.errors import FaceganError
 COMMANDS: tuple[str, ...] = ("prepare", "train", "sample", "stats", "fid", "pack", "grade", "run", "cnn")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser. A subcommand module may define ``add_late_arguments(parser)`` for
+    options that are costly to list (they import torch); they are added only for ``command``,
+    the subcommand being parsed, so ``facegan --help`` stays instant."""
     parser = argparse.ArgumentParser(
         prog="facegan",
         description=(
@@ -30,12 +33,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"facegan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"facegan.commands.{name}").register(sub)
+        module = importlib.import_module(f"facegan.commands.{name}")
+        module.register(sub)
+        if name == command and hasattr(module, "add_late_arguments"):
+            module.add_late_arguments(sub.choices[name])
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is one), if any."""
+    return next((a for a in argv if a in COMMANDS), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     try:
         result = args.func(args)

@@ -62,42 +62,83 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _argument_kwargs(cls: type, f: dataclasses.Field, tp: Any, optional: bool, help_text: str) -> dict[str, Any]:
+    kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text}
+    if tp is bool:
+        kw["action"] = argparse.BooleanOptionalAction
+        return kw
+    if typing.get_origin(tp) is Literal:
+        choices = typing.get_args(tp)
+        kw.update(choices=choices, type=type(choices[0]), metavar="{" + ",".join(map(str, choices)) + "}")
+    elif tp in (int, float, str):
+        kw.update(type=tp, metavar=f.name.upper())
+    else:
+        raise TypeError(f"{cls.__name__}.{f.name}: unsupported type {tp!r} for a CLI option")
+    if optional:
+        base = kw["type"]
+        kw["type"] = lambda s, base=base: None if s.lower() == "none" else base(s)
+    return kw
+
+
+def _cli_fields(cls: type, exclude: tuple[str, ...]) -> list[tuple[dataclasses.Field, Any, bool]]:
+    hints = typing.get_type_hints(cls)
+    return [(f, *_unwrap_optional(hints[f.name])) for f in dataclasses.fields(cls) if f.init and f.name not in exclude]
+
+
+def _with_default(help_text: str, default: Any) -> str:
+    if default in (None, "", dataclasses.MISSING):  # "(default: None)" tells a reader nothing
+        return help_text
+    return f"{help_text} (default: {default})" if help_text else f"default: {default}"
+
+
 def add_dataclass_arguments(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     cls: type,
     *,
     exclude: tuple[str, ...] = (),
+    prefix: str = "",
 ) -> None:
     """Add one ``--option`` per field of dataclass ``cls`` (defaults left as ``SUPPRESS``).
 
     Options not given on the command line are absent from the namespace, so the dataclass
-    default applies (and a resumed run can tell "given" from "defaulted").
+    default applies (and a resumed run can tell "given" from "defaulted"). With ``prefix``
+    (e.g. ``"g."``) the options are ``--g.NAME`` and land in the namespace as ``"g.NAME"``.
     """
-    hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
-    for f in dataclasses.fields(cls):
-        if f.name in exclude or not f.init:
-            continue
-        tp, optional = _unwrap_optional(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = docs.get(f.name, "")
-        if default not in (None, ""):  # "(default: None)" tells a reader nothing
-            help_text = f"{help_text} (default: {default})" if help_text else f"default: {default}"
-        kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text, "dest": f.name}
-        if tp is bool:
-            parser.add_argument(_option(f.name), action=argparse.BooleanOptionalAction, **kw)
-            continue
-        if typing.get_origin(tp) is Literal:
-            choices = typing.get_args(tp)
-            kw.update(choices=choices, type=type(choices[0]), metavar="{" + ",".join(map(str, choices)) + "}")
-        elif tp in (int, float, str):
-            kw.update(type=tp, metavar=f.name.upper())
-        else:
-            raise TypeError(f"{cls.__name__}.{f.name}: unsupported type {tp!r} for a CLI option")
-        if optional:
-            base = kw["type"]
-            kw["type"] = lambda s, base=base: None if s.lower() == "none" else base(s)
-        parser.add_argument(_option(f.name), **kw)
+    for f, tp, optional in _cli_fields(cls, exclude):
+        kw = _argument_kwargs(cls, f, tp, optional, _with_default(docs.get(f.name, ""), f.default))
+        parser.add_argument(_option(prefix + f.name), dest=prefix + f.name, **kw)
+
+
+def add_union_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    classes: dict[str, type],
+    *,
+    prefix: str,
+    exclude: tuple[str, ...] = (),
+) -> None:
+    """``--PREFIX.NAME`` for every field of any of ``classes`` (``{owner name: dataclass}``, e.g.
+    one config per registered model); a field several of them share is one option whose help
+    names each owner's default. Which fields apply is checked later, by the chosen owner's class."""
+    seen: dict[str, list[tuple[str, type, dataclasses.Field, Any, bool]]] = {}
+    for owner, cls in classes.items():
+        for f, tp, optional in _cli_fields(cls, exclude):
+            seen.setdefault(f.name, []).append((owner, cls, f, tp, optional))
+    for name, owners in seen.items():
+        _, cls, f, tp, optional = owners[0]
+        clash = [o for o, _, _, t, _ in owners if t != tp]
+        if clash:
+            raise TypeError(f"option {prefix}{name}: its type differs between {owners[0][0]} and {', '.join(clash)}")
+        doc = field_docs(cls).get(name, "")
+        where = "; ".join(f"{o}" + (f": default {g.default}" if g.default not in (None, "") else "")
+                          for o, _, g, _, _ in owners)
+        kw = _argument_kwargs(cls, f, tp, optional, f"{doc} [{where}]")
+        parser.add_argument(_option(prefix + name), dest=prefix + name, **kw)
+
+
+def prefixed_fields(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
+    """``{"ngf": 8}`` for ``--g.ngf 8`` given with ``prefix="g."``."""
+    return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
 
 
 def dataclass_from_args(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:

@@ -139,7 +139,7 @@ class Grader:
     def grade_one(self, archive: Path) -> GradeResult:
         """Check and score one archive (or reuse its cached result); never raises for bad archives."""
         from facegan.fid.distance import frechet_distance
-        from facegan.train.monitor import save_grid
+        from facegan.grids import save_grid
 
         try:
             student, warning = student_archive_name(archive)

@@ -1,84 +1,21 @@
-"""Seeds → faces: image ``i`` is made from seed ``i``, so any image can be made again alone.
+"""``facegan sample``'s library side: a checkpoint's generator → PNGs, image ``i`` from seed ``i``.
 
-``z_i = randn(z_dim)`` from a generator seeded with ``i``; the generator runs in eval mode, where
-each image depends on its own ``z`` only (BatchNorm uses fixed statistics), so batching changes
-nothing but speed. Images leave the model once, rounded to uint8 (N, H, W, 3).
+The seed → image rule itself is :mod:`facegan.models.sampling` (shared with training's grids and
+FID); this module adds reading the generator out of a checkpoint and writing the files.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from facegan.errors import FaceganError
-
-
-def noise_for_seeds(seeds: Iterable[int], z_dim: int) -> torch.Tensor:
-    """(N, z_dim) float32: row k is ``randn(z_dim)`` from a CPU generator seeded with ``seeds[k]``."""
-    g = torch.Generator()
-    rows = [torch.randn(z_dim, generator=g.manual_seed(int(s))) for s in seeds]
-    return torch.stack(rows) if rows else torch.empty(0, z_dim)
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] → uint8 (B, H, W, 3): the model's door out, rounded once."""
-    x = (x.float() + 1.0) * 127.5
-    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def generate(
-    generator: nn.Module, seeds: Sequence[int], *, batch_size: int = 250, device: torch.device | str | None = None,
-    progress: bool = False,
-) -> np.ndarray:
-    """uint8 (len(seeds), H, W, 3) images from ``generator`` in eval mode, one per seed, batched.
-
-    The generator is put in eval mode for the call and given back in the mode it came in.
-    """
-    if device is None:
-        device = next(generator.parameters()).device
-    with _exact_fp32(torch.device(device)):
-        return _generate(generator, seeds, batch_size, device, progress)
-
-
-@contextlib.contextmanager
-def _exact_fp32(device: torch.device):
-    """On GPUs, full fp32 convolutions while sampling: TF32's 10-bit mantissa lets the choice of
-    kernel (which depends on the batch size) move a pixel by one level; in fp32 it (almost) never does."""
-    if device.type != "cuda":
-        yield
-        return
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
-@torch.inference_mode()
-def _generate(generator, seeds, batch_size, device, progress) -> np.ndarray:
-    was_training = generator.training
-    generator.eval()
-    out = []
-    starts = range(0, len(seeds), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="sample", unit="batch", disable=None)  # None: off when not a terminal
-    try:
-        for i in starts:
-            z = noise_for_seeds(seeds[i : i + batch_size], generator.z_dim).to(device)
-            out.append(to_uint8(generator(z)))
-    finally:
-        generator.train(was_training)
-    res = generator.resolution
-    return np.concatenate(out) if out else np.empty((0, res, res, 3), np.uint8)
+from facegan.models.sampling import generate, noise_for_seeds, to_uint8  # noqa: F401  (the public names)
 
 
 def load_generator(
@@ -89,7 +26,7 @@ def load_generator(
     ``which="ema"`` takes the moving-average weights (with the BatchNorm statistics that were
     re-estimated for them when the checkpoint was written); ``"g"`` the raw generator.
     """
-    from facegan.train.checkpoint import build_models, load
+    from facegan.train.checkpoint import build_generator, load
 
     state = load(ckpt)
     key = {"ema": "G_ema", "g": "G"}.get(which)
@@ -97,7 +34,7 @@ def load_generator(
         raise FaceganError(f"--which must be 'ema' or 'g', not {which!r}")
     if state.get(key) is None:
         raise FaceganError(f"{state['path']}: has no EMA generator (trained with --no-ema); use --which g")
-    generator, _ = build_models(state["config"])
+    generator = build_generator(state["config"])  # only G: sampling never builds D
     generator.load_state_dict(state[key])
     return generator.to(device).eval()
 

@@ -11,6 +11,7 @@ from facegan.errors import FaceganError
 EPILOG = """\
 examples:
   facegan train --data data/celeba64.npy --out runs/first --minutes 60
+  facegan train --data data/celeba64.npy --out runs/narrow --kimg 500 --g.ngf 32 --d.ndf 32 --d.norm layer
   facegan train --out runs/first --resume --minutes 90      # continue, now up to 90 minutes in all
   torchrun --nproc_per_node=2 -m facegan train --data data/celeba64.npy --out runs/ddp --kimg 500
 
@@ -36,21 +37,51 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last.pt (options given now override the saved "
                    "ones, except those that shape the models or the data order)")
-    add_dataclass_arguments(p, TrainConfig)
+    add_dataclass_arguments(p, TrainConfig, exclude=("g", "d"))
     p.set_defaults(func=run)
+
+
+def add_late_arguments(p: argparse.ArgumentParser) -> None:
+    """The networks' own options, ``--g.NAME`` and ``--d.NAME``: added only when ``train`` is the
+    command being parsed (they come from the model registry, which imports torch)."""
+    add_model_arguments(p)
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """``--g.NAME`` / ``--d.NAME`` for every field of every registered network's config."""
+    from facegan.config import add_union_arguments
+    from facegan.models.registry import config_class, list_models
+
+    for kind, prefix, what in (("generator", "g.", "generator"), ("discriminator", "d.", "discriminator")):
+        group = p.add_argument_group(
+            f"{what} options (--{prefix}NAME; which apply depends on --arch, the networks' defaults in brackets)")
+        classes = {name: config_class(kind, name) for name in list_models(kind)}
+        add_union_arguments(group, classes, prefix=prefix, exclude=("resolution",))
+
+
+def model_fields(args: argparse.Namespace) -> dict[str, dict]:
+    """``{"g": {...}, "d": {...}}``: the network options given on the command line."""
+    from facegan.config import prefixed_fields
+
+    return {net: fields for net in ("g", "d") if (fields := prefixed_fields(args, net + "."))}
 
 
 def run(args: argparse.Namespace) -> int:
     from facegan.config import dataclass_from_args, given_fields
     from facegan.train import TrainConfig, config_for_resume, training_loop
 
+    from facegan.runtime import configure_torch
+    from facegan.train.distributed import pick_device
+
+    nets = model_fields(args)
     if args.resume:
-        given = given_fields(TrainConfig, args)
+        given = {**given_fields(TrainConfig, args), **nets}
         if "out" not in given:
             raise FaceganError("--resume needs --out, the run folder to continue")
         cfg = config_for_resume(given.pop("out"), given)
     else:
-        cfg = dataclass_from_args(TrainConfig, args)
+        cfg = dataclass_from_args(TrainConfig, args, **nets)
+    configure_torch(pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0"))), cfg.threads)
     under_torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
     result = training_loop(cfg, resume=args.resume, destroy_process_group=not under_torchrun)
     code = 0 if result.status == "done" else 128 + int(result.signal or 2)

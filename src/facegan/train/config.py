@@ -1,20 +1,27 @@
 """``TrainConfig``: every knob of a training run, in one typed, validated, documented place.
 
-``facegan train`` generates its options from these fields (their docstrings are the help), each
-checkpoint carries the config as a dict, and ``config.json`` in the run folder is the same dict.
+The networks' own options are not here: each registered generator and discriminator carries its
+config dataclass (:mod:`facegan.models.registry`), held in ``TrainConfig.g`` and ``TrainConfig.d``
+and offered on the command line as ``--g.NAME`` / ``--d.NAME``. ``facegan train`` generates the
+other options from the fields below (their docstrings are the help); each checkpoint carries the
+resolved config as a dict, and ``config.json`` in the run folder is the same dict.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from facegan.errors import FaceganError
 
-#: Fields that shape the models or the data stream: a resumed run may not change them.
-FROZEN_ON_RESUME: tuple[str, ...] = (
-    "arch", "resolution", "z_dim", "ngf", "ndf", "g_norm", "d_norm", "d_dropout", "batch", "seed", "ema",
-)
+#: Training fields that shape the data stream or what is averaged: a resumed run may not change
+#: them. The models' configs (``arch``, ``g``, ``d``) are compared whole, so a new model's
+#: options need no entry here.
+FROZEN_ON_RESUME: tuple[str, ...] = ("arch", "resolution", "g", "d", "batch", "n_dis", "seed", "ema", "data")
+
+#: The format of configs written before the models had their own configs (facegan-train-1).
+_V1_MODEL_FIELDS = ("z_dim", "ngf", "ndf", "g_norm", "d_norm", "d_dropout")
 
 
 @dataclass
@@ -29,34 +36,48 @@ class TrainConfig:
     """length of training in minutes of wall-clock time (counted across resumes)"""
 
     arch: str = "dcgan"
-    """registered name of the generator and discriminator (see facegan.models.registry)"""
+    """registered name of the generator and discriminator (facegan.models.registry); their options are --g.NAME and --d.NAME"""
     resolution: int = 64
-    """image size: must match the cache's H and W (a power of two >= 8)"""
-    z_dim: int = 100
-    """size of the generator's latent vector z"""
-    ngf: int = 64
-    """generator width (channels of its last hidden layer; doubled per layer towards z)"""
-    ndf: int = 64
-    """discriminator width (channels of its first layer; doubled per layer)"""
-    g_norm: Literal["batch", "instance", "group", "layer", "none"] = "batch"
-    """normalization in the generator's hidden layers"""
-    d_norm: Literal["batch", "instance", "group", "layer", "none"] = "batch"
-    """normalization in the discriminator's hidden layers (never on its first layer)"""
-    d_dropout: float = 0.0
-    """dropout probability after each hidden layer of the discriminator"""
+    """image size: must match the cache's H and W (a power of two >= 8); given to both networks"""
+    g: Any = None
+    """the generator's config (a dict or its config dataclass; None: its defaults)"""
+    d: Any = None
+    """the discriminator's config (a dict or its config dataclass; None: its defaults)"""
 
-    loss: Literal["bce", "hinge", "lsgan"] = "bce"
-    """GAN loss: bce is the brief's (non-saturating for G)"""
+    loss: str = "bce"
+    """GAN loss, one of facegan.losses.LOSSES: bce (the brief's, non-saturating for G), hinge, lsgan"""
     batch: int = 128
     """images per step, summed over all processes under DDP"""
+    n_dis: int = 1
+    """discriminator steps per generator step, each on a fresh real batch"""
+    joint_d: bool = False
+    """score real and fake images in one discriminator forward (faster; only for a D without BatchNorm, which would mix the two batches' statistics)"""
     lr_g: float = 2e-4
     """Adam learning rate of the generator"""
     lr_d: float = 2e-4
     """Adam learning rate of the discriminator"""
-    beta1: float = 0.5
-    """Adam beta1 (the DCGAN paper: 0.5)"""
-    beta2: float = 0.999
-    """Adam beta2"""
+    beta1_g: float = 0.5
+    """Adam beta1 of the generator (the DCGAN paper: 0.5; SN-GAN: 0)"""
+    beta2_g: float = 0.999
+    """Adam beta2 of the generator"""
+    beta1_d: float = 0.5
+    """Adam beta1 of the discriminator"""
+    beta2_d: float = 0.999
+    """Adam beta2 of the discriminator"""
+    r1_gamma: float = 0.0
+    """R1 gradient penalty weight gamma on real images: gamma/2 * E|grad_x D(x)|^2 (0: off)"""
+    r1_every: int = 1
+    """lazy R1: apply the penalty every this many D steps, scaled up by the same factor"""
+    augment: str = "none"
+    """DiffAugment policy applied to every image D sees, real and fake: comma-separated of color, translation, cutout, or none"""
+    augment_p: float = 0.0
+    """probability that each augmentation is applied to an image (with --ada-target: the starting value)"""
+    ada_target: float | None = None
+    """adaptive augmentation: move the probability so that D's overfitting signal r_t = E[sign D(real)] approaches this target (e.g. 0.6); None: fixed --augment-p"""
+    ada_kimg: float = 100.0
+    """adaptive augmentation speed: the probability can move from 0 to 1 in this many thousand images"""
+    ada_interval: int = 4
+    """adaptive augmentation: adjust the probability every this many D steps"""
     flip: bool = True
     """mirror training images left-right at random (faces are nearly symmetric)"""
     seed: int = 0
@@ -84,7 +105,7 @@ class TrainConfig:
     threads: int | None = None
     """CPU threads for torch (None: one per core). On a CPU shared with other jobs, 1 can be far faster: bf16 kernels on 2 threads slowed 20x when another process took a core"""
     compile: bool = False
-    """torch.compile the generator and discriminator (slow start; pays on GPUs for long runs)"""
+    """torch.compile the generator and discriminator (slow start; pays on GPUs for long runs; not with --r1-gamma)"""
 
     tick_kimg: float = 4.0
     """log one line (progress, stats.jsonl, TensorBoard) every this many thousand images"""
@@ -120,22 +141,76 @@ class TrainConfig:
             problems.append(f"--resolution must be a power of two >= 8, got {r}")
         if self.threads is not None and self.threads < 1:
             problems.append(f"--threads must be at least 1 or None, got {self.threads}")
-        for name in ("z_dim", "ngf", "ndf", "batch", "bn_batches", "fid_n"):
+        for name in ("batch", "n_dis", "r1_every", "ada_interval", "bn_batches", "fid_n"):
             if getattr(self, name) < 1:
-                problems.append(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("lr_g", "lr_d", "tick_kimg", "grid_kimg", "ckpt_minutes", "fid_kimg", "ema_kimg"):
+                problems.append(f"--{_opt(name)} must be at least 1, got {getattr(self, name)}")
+        for name in ("lr_g", "lr_d", "tick_kimg", "grid_kimg", "ckpt_minutes", "fid_kimg", "ema_kimg", "ada_kimg"):
             if not getattr(self, name) > 0:
-                problems.append(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("beta1", "beta2", "d_dropout", "fid_share"):
+                problems.append(f"--{_opt(name)} must be positive, got {getattr(self, name)}")
+        for name in ("beta1_g", "beta2_g", "beta1_d", "beta2_d", "fid_share"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                problems.append(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+                problems.append(f"--{_opt(name)} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.augment_p <= 1.0:
+            problems.append(f"--augment-p must be in [0, 1], got {self.augment_p}")
+        if self.ada_target is not None and not -1.0 < self.ada_target < 1.0:
+            problems.append(f"--ada-target must be in (-1, 1), got {self.ada_target}")
+        if self.r1_gamma < 0:
+            problems.append(f"--r1-gamma must be >= 0, got {self.r1_gamma}")
+        if self.r1_gamma > 0 and self.compile:
+            problems.append("--r1-gamma needs a double backward, which torch.compile does not run: drop --compile")
         if self.ema_rampup is not None and self.ema_rampup <= 0:
             problems.append(f"--ema-rampup must be positive or None, got {self.ema_rampup}")
+        from facegan.losses import LOSSES
+        from facegan.train.augment import parse_policy
+
+        if self.loss not in LOSSES:
+            problems.append(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        try:
+            parse_policy(self.augment)
+        except FaceganError as exc:
+            problems.append(str(exc))
         if problems:
             raise FaceganError("training config: " + "; ".join(problems))
+        # The networks' configs: resolved against the registry, with the run's resolution.
+        from facegan.models.registry import model_config
 
-    def model_kwargs(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Keyword arguments for ``create_generator`` and ``create_discriminator``."""
-        g = {"z_dim": self.z_dim, "ngf": self.ngf, "resolution": self.resolution, "norm": self.g_norm}
-        d = {"ndf": self.ndf, "resolution": self.resolution, "norm": self.d_norm, "dropout": self.d_dropout}
-        return g, d
+        self.g = model_config("generator", self.arch, self.g, resolution=self.resolution)
+        self.d = model_config("discriminator", self.arch, self.d, resolution=self.resolution)
+
+    @property
+    def z_dim(self) -> int:
+        """The generator's latent size."""
+        return int(self.g.z_dim)
+
+
+def _opt(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def upgrade_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A config dict of an older format in today's shape (facegan-train-1 kept the DCGAN's
+    options among the training fields and one pair of Adam betas for both networks)."""
+    data = dict(data)
+    if "g" not in data and any(k in data for k in _V1_MODEL_FIELDS):
+        data["g"] = {"z_dim": data.pop("z_dim", 100), "ngf": data.pop("ngf", 64), "norm": data.pop("g_norm", "batch")}
+        data["d"] = {"ndf": data.pop("ndf", 64), "norm": data.pop("d_norm", "batch"),
+                     "dropout": data.pop("d_dropout", 0.0)}
+    for net in ("g", "d"):
+        for k in ("beta1", "beta2"):
+            if k in data and f"{k}_{net}" not in data:
+                data[f"{k}_{net}"] = data[k]
+    data.pop("beta1", None)
+    data.pop("beta2", None)
+    return data
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """A JSON-ready dict of ``cfg`` (the networks' configs nested as dicts)."""
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Rebuild a config from :func:`config_to_dict` output (any format), ignoring unknown keys."""
+    data = upgrade_config(data)
+    names = {f.name for f in dataclasses.fields(TrainConfig) if f.init}
+    return TrainConfig(**{k: v for k, v in data.items() if k in names})

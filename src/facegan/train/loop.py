@@ -1,21 +1,21 @@
-"""``training_loop(cfg)``: the DCGAN recipe with everything a long run needs around it.
+"""``training_loop(cfg)``: build → resume → step until done → save, with everything a long run needs.
 
-One step is the PyTorch tutorial's: D learns on a real batch and a fake batch (scored
-separately, so BatchNorm in D sees pure batches), then G learns through D on the same fakes.
-Around it: bf16 autocast and channels_last where they pay, a weight EMA of G, ticks (a line in
-stats.jsonl, the progress bar), fixed-noise grids, FID@1k with ``--ref`` and ``best.pt``,
-atomic ``last.pt`` every few minutes and on Ctrl-C/SIGTERM, a NaN/inf guard that stops before
-anything bad is written, and DDP under torchrun.
+The loop names no network, loss or augmentation: the networks come from the registry by
+``cfg.arch`` with their own configs, the objective and its seams from :mod:`facegan.train.step`,
+the pictures from :mod:`facegan.models.sampling`. Around the steps: a weight EMA of G, ticks (a
+line in stats.jsonl, the progress bar), fixed-noise grids, FID with ``--ref`` (on seeds disjoint
+from the handed-in ones) and ``best.pt``, atomic ``last.pt`` every few minutes and on
+Ctrl-C/SIGTERM, a NaN/inf guard that stops before anything bad is written, and DDP under torchrun.
 
-Reproducibility: the data order is a pure function of (seed, epoch), the training noise has its
-own generator, every random state is in the checkpoint, and nothing the loop does for the user
-(grids, FID, BatchNorm recalibration) draws from a random generator the training uses. So in
-fp32 on the CPU, N steps straight and N/2 + resume + N/2 give bitwise the same weights.
+Reproducibility: the data order is a pure function of (seed, epoch), the training noise and the
+augmentation have their own generators, every random state is in the checkpoint, and nothing the
+loop does for the user (grids, FID, BatchNorm re-estimation) draws from a random generator the
+training uses. So in fp32 on the CPU, N steps straight and N/2 + resume + N/2 give bitwise the
+same weights.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -30,17 +30,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from facegan.config import from_dict, to_dict
 from facegan.errors import FaceganError
+from facegan.images import load_uint8_array
+from facegan.loader import BatchLoader
+from facegan.losses import get_loss
 from facegan.models.matmul_conv import matmul_convs_on, use_matmul_convs
+from facegan.models.sampling import generate, has_batchnorm, recalibrate_batchnorm
 from facegan.train import checkpoint as ckpt_io
 from facegan.train import distributed as dist_util
-from facegan.train.config import FROZEN_ON_RESUME, TrainConfig
-from facegan.train.ema import ema_beta, has_batchnorm, make_ema, recalibrate_batchnorm, update_ema
-from facegan.train.monitor import Monitor, plot_curves, save_grid
+from facegan.train.augment import Augment, parse_policy
+from facegan.train.config import FROZEN_ON_RESUME, TrainConfig, config_from_dict, config_to_dict
+from facegan.train.ema import ema_beta, make_ema, update_ema
+from facegan.grids import save_grid
+from facegan.train.monitor import Monitor, plot_curves
+from facegan.train.step import GanStep, Nets
 
 #: Samples in each fixed-noise grid (seeds 0..63: the same faces as samples 0000-0063.png).
 GRID_SIZE = 64
+#: The first tick comes after at most this many seconds, however slow the steps.
+FIRST_TICK_S = 30.0
 
 
 @dataclass
@@ -57,51 +65,35 @@ class TrainResult:
 
 
 @dataclass
-class GanStep:
-    """One step of the tutorial's recipe: D on a real and a fake batch, then G through D.
+class Progress:
+    """The counters a run carries from checkpoint to checkpoint."""
 
-    ``G_train``/``D_train`` are the training views (DDP-wrapped, maybe compiled); ``D_for_g`` is
-    D without the DDP wrapper, for G's step, which needs D's output but not its gradients;
-    ``D`` is the plain module whose ``requires_grad`` is switched off meanwhile. ``autocast``
-    is the device type to run bf16 autocast on, or None for fp32. ``freeze_d`` switches D's
-    ``requires_grad`` off for G's step (saves D's weight gradients); off under ``torch.compile``,
-    where the toggle forces recompiles (and broke the compiled backward on torch 2.11 + CUDA) —
-    D's stray gradients are then simply cleared before its next step.
-    """
+    nimg: int = 0
+    """real images shown to D so far"""
+    step: int = 0
+    """generator updates so far"""
+    elapsed: float = 0.0
+    """seconds of training so far, across resumes"""
+    best_fid: float | None = None
+    best_kimg: float | None = None
 
-    G_train: nn.Module
-    D_train: nn.Module
-    D_for_g: nn.Module
+
+@dataclass
+class Parts:
+    """Everything a run builds from its config."""
+
+    G: nn.Module
     D: nn.Module
+    G_ema: nn.Module | None
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
-    loss: Any
-    autocast: str | None = None
-    freeze_d: bool = True
-
-    def _ctx(self):
-        return torch.autocast(self.autocast, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
-
-    def __call__(self, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Update D then G on ``real`` (B, 3, H, W) in [-1, 1] and noise ``z``; the two losses."""
-        with self._ctx():
-            fake = self.G_train(z)  # (B, 3, H, W)
-            loss_d = self.loss.d(self.D_train(real), self.D_train(fake.detach()))
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
-        if self.freeze_d:
-            self.D.requires_grad_(False)  # G's step: no gradients for D's weights
-        try:
-            with self._ctx():
-                loss_g = self.loss.g(self.D_for_g(fake))
-            self.opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            self.opt_g.step()
-        finally:
-            if self.freeze_d:
-                self.D.requires_grad_(True)
-        return loss_d.detach(), loss_g.detach()
+    loader: BatchLoader
+    noise: torch.Generator
+    augment: Augment | None
+    step: GanStep
+    bf16: bool
+    channels_last: bool
+    matmul: bool
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -127,23 +119,42 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     return cpu_has_fast_bf16()
 
 
+def _frozen_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The :data:`FROZEN_ON_RESUME` fields whose values differ between two config dicts."""
+    saved = config_to_dict(config_from_dict({**saved, "data": saved.get("data") or "x", "out": "x", "kimg": 1}))
+    changed = []
+    for k in FROZEN_ON_RESUME:
+        a, b = saved.get(k), now.get(k)
+        if k == "data" and a and b:
+            a, b = str(Path(a).resolve()), str(Path(b).resolve())
+        if k in now and a != b:
+            changed.append(k)
+    return changed
+
+
 def config_for_resume(out: str | Path, given: dict[str, Any]) -> TrainConfig:
     """The config of the run in ``out`` with the options ``given`` now applied on top.
 
-    Options that shape the models or the data stream (:data:`FROZEN_ON_RESUME`) cannot change.
+    Options that shape the models or the data stream (:data:`FROZEN_ON_RESUME`, the networks'
+    whole configs among them) cannot change.
     """
     last = Path(out) / "last.pt"
     if not last.is_file():
         raise FaceganError(f"{last}: nothing to resume (no checkpoint in {out})")
     saved = ckpt_io.load(last)["config"]
-    changed = [k for k in FROZEN_ON_RESUME if k in given and given[k] != saved.get(k)]
+    given = dict(given)
+    for net in ("g", "d"):  # --g.X given alone: on top of the run's own network config
+        if isinstance(given.get(net), dict):
+            given[net] = {**saved.get(net, {}), **given[net]}
+    merged = {**saved, **given, "out": str(out)}
+    cfg = config_from_dict(merged)
+    changed = _frozen_changes(saved, {k: v for k, v in config_to_dict(cfg).items() if k in given or k in ("g", "d")})
     if changed:
         raise FaceganError(
             f"{last}: cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} when resuming "
             f"(the run has {', '.join(f'{k}={saved.get(k)!r}' for k in changed)}); start a new --out instead"
         )
-    merged = {**saved, **given, "out": str(out)}
-    return from_dict(TrainConfig, merged)
+    return cfg
 
 
 class _StopSignals:
@@ -182,6 +193,92 @@ def _check_data(images: np.ndarray, cfg: TrainConfig, world: int) -> None:
         raise FaceganError(f"{cfg.data}: {n} images, fewer than one batch of {cfg.batch}")
 
 
+def build_parts(cfg: TrainConfig, images: np.ndarray, info: dist_util.DistInfo) -> Parts:
+    """The networks, optimisers, loader, noise, augmentation and step of a fresh run."""
+    from facegan.models.registry import build
+
+    device = info.device
+    bf16 = use_bf16(cfg.precision, device)
+    # Under torch.compile, inductor picks conv layouts itself; handing it channels_last weights
+    # broke G's first (1x1-input) layer's backward on torch 2.11 + CUDA, so leave them NCHW there.
+    channels_last = cfg.channels_last and not cfg.compile
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    torch.manual_seed(cfg.seed)
+    G = build("generator", cfg.arch, cfg.g).to(device, memory_format=memory_format)
+    D = build("discriminator", cfg.arch, cfg.d).to(device, memory_format=memory_format)
+    matmul = matmul_convs_on(cfg.matmul_convs, device)
+    if matmul:  # same parameters and state_dict; only how the 4x4-map layers compute changes
+        use_matmul_convs(G)
+        use_matmul_convs(D)
+    G_ema = make_ema(G) if cfg.ema else None
+    fused = {"fused": True} if device.type == "cuda" else {}
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1_g, cfg.beta2_g), **fused)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1_d, cfg.beta2_d), **fused)
+    loader = BatchLoader(
+        images, cfg.batch // info.world_size, device=device, flip=cfg.flip, seed=cfg.seed,
+        rank=info.rank, world_size=info.world_size, channels_last=channels_last,
+    )
+    noise = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + 104729 * (info.rank + 1))
+    policy = parse_policy(cfg.augment)
+    augment = Augment(policy, cfg.augment_p, device, seed=cfg.seed * 31 + 17 + info.rank, target=cfg.ada_target,
+                      speed_img=cfg.ada_kimg * 1000, interval=cfg.ada_interval) if policy else None
+    # Training views: DDP-wrapped (gradients averaged over ranks) and optionally compiled.
+    G_train, D_train = dist_util.wrap_ddp(G, info), dist_util.wrap_ddp(D, info)
+    D_for_g = D  # G's update needs D's output but not D's gradients: no DDP sync for it
+    if cfg.compile:
+        G_train, D_train, D_for_g = torch.compile(G_train), torch.compile(D_train), torch.compile(D)
+    if cfg.joint_d and has_batchnorm(D):
+        raise FaceganError(f"--joint-d: the {cfg.arch} discriminator has BatchNorm, which would mix the statistics "
+                           "of real and fake batches; drop --joint-d or use --d.norm none/layer/instance/group")
+    step = GanStep(Nets(G_train, D_train, D_for_g, D), opt_g, opt_d, get_loss(cfg.loss), n_dis=cfg.n_dis,
+                   joint_d=cfg.joint_d, augment=augment, r1_gamma=cfg.r1_gamma, r1_every=cfg.r1_every,
+                   autocast=device.type if bf16 else None, freeze_d=not cfg.compile)
+    return Parts(G, D, G_ema, opt_g, opt_d, loader, noise, augment, step, bf16, channels_last, matmul)
+
+
+def restore(parts: Parts, state: dict[str, Any], info: dist_util.DistInfo, cfg: TrainConfig) -> Progress:
+    """Load a checkpoint's weights, optimiser, loader, augmentation and random states into ``parts``."""
+    parts.G.load_state_dict(state["G"])
+    parts.D.load_state_dict(state["D"])
+    if parts.G_ema is not None:
+        parts.G_ema.load_state_dict(state["G_ema"])
+    parts.opt_g.load_state_dict(state["opt_g"])
+    parts.opt_d.load_state_dict(state["opt_d"])
+    parts.loader.load_state_dict(state["loader"])
+    if parts.augment is not None and state.get("augment") is not None:
+        parts.augment.load_state_dict(state["augment"])
+    progress = Progress(int(state["nimg"]), int(state["step"]), float(state["elapsed"]),
+                        state.get("best_fid"), state.get("best_kimg"))
+    parts.step.d_steps = progress.step * cfg.n_dis
+    rngs = state["rng"]
+    if len(rngs) == info.world_size:
+        ckpt_io.set_rng_state(rngs[info.rank], parts.noise)
+    else:  # a different number of processes: same weights, freshly seeded noise
+        torch.manual_seed(cfg.seed + 1 + progress.step)
+    return progress
+
+
+class SamplingModel:
+    """The generator used for grids, FID and sampling: the EMA (its BatchNorm statistics
+    re-estimated once per step it is asked at) or G itself."""
+
+    def __init__(self, parts: Parts, cfg: TrainConfig, device: torch.device):
+        self.parts, self.cfg, self.device = parts, cfg, device
+        self._ready_step = -1
+
+    def __call__(self, step: int) -> nn.Module:
+        G_ema = self.parts.G_ema
+        if G_ema is None:
+            return self.parts.G
+        if self.cfg.ema_bn == "recalibrate" and has_batchnorm(G_ema) and self._ready_step != step:
+            recalibrate_batchnorm(G_ema, batches=self.cfg.bn_batches, batch_size=128, device=self.device)
+            self._ready_step = step
+        return G_ema
+
+
 def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None,
                   destroy_process_group: bool = True) -> TrainResult:
     """Train ``cfg.arch`` on ``cfg.data`` into ``cfg.out`` until ``cfg.kimg``/``cfg.minutes``.
@@ -193,251 +290,265 @@ def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None,
         destroy_process_group: under torchrun, destroy the process group at the end; the CLI
             passes False and leaves with ``os._exit`` (see :func:`distributed.teardown`).
 
-    Raises :class:`FaceganError` for unusable input and for a NaN/inf loss (after which the
-    last good checkpoint is left as it was). Returns how the run ended; on SIGINT/SIGTERM it
-    writes ``last.pt`` first and returns ``status="interrupted"``.
+    Process-wide settings (threads, flushing denormals, TF32) are the caller's:
+    :func:`facegan.runtime.configure_torch`. Raises :class:`FaceganError` for unusable input and
+    for a NaN/inf loss (after which the last good checkpoint is left as it was). Returns how the
+    run ended; on SIGINT/SIGTERM it writes ``last.pt`` first and returns ``status="interrupted"``.
     """
-    from facegan.images import load_uint8_array
-    from facegan.loader import BatchLoader
-    from facegan.losses import get_loss
-    from facegan.models.registry import create_discriminator, create_generator
-
     info = dist_util.setup(cfg.device)
     try:
-        return _train(cfg, info, resume, scorer, load_uint8_array, BatchLoader, get_loss,
-                      create_generator, create_discriminator)
+        return _Run(cfg, info, resume, scorer).train()
     finally:
         dist_util.teardown(info, destroy=destroy_process_group)
 
 
-def _train(cfg, info, resume, scorer, load_uint8_array, BatchLoader, get_loss, create_generator,
-           create_discriminator) -> TrainResult:
-    device = info.device
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)  # measured 4-7x slower on real CelebA without it
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-    else:
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 tensor cores for fp32 training
-        torch.backends.cudnn.allow_tf32 = True
-    out = Path(cfg.out)
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    state = None
-    if resume:
-        state = ckpt_io.load(last_path)
-        changed = [k for k in FROZEN_ON_RESUME if state["config"].get(k) != getattr(cfg, k)]
-        if changed:
-            raise FaceganError(f"{last_path}: the config differs from the run's in {', '.join(changed)}")
-    elif last_path.exists():
-        raise FaceganError(f"{out}: already holds a run (last.pt); add --resume to continue it, or choose another --out")
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+class _Run:
+    """One call of :func:`training_loop`: its parts, counters and outputs."""
 
-    images = load_uint8_array(cfg.data)
-    _check_data(images, cfg, info.world_size)
-    bf16 = use_bf16(cfg.precision, device)
-    # Under torch.compile, inductor picks conv layouts itself; handing it channels_last weights
-    # broke G's first (1x1-input) layer's backward on torch 2.11 + CUDA, so leave them NCHW there.
-    channels_last = cfg.channels_last and not cfg.compile
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-
-    # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
-    torch.manual_seed(cfg.seed)
-    g_kw, d_kw = cfg.model_kwargs()
-    G = create_generator(cfg.arch, **g_kw).to(device, memory_format=memory_format)
-    D = create_discriminator(cfg.arch, **d_kw).to(device, memory_format=memory_format)
-    matmul = matmul_convs_on(cfg.matmul_convs, device)
-    if matmul:  # same parameters and state_dict; only how the 4x4-map layers compute changes
-        use_matmul_convs(G)
-        use_matmul_convs(D)
-    G_ema = make_ema(G) if cfg.ema else None
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-    loss = get_loss(cfg.loss)
-    loader = BatchLoader(
-        images, cfg.batch // info.world_size, device=device, flip=cfg.flip, seed=cfg.seed,
-        rank=info.rank, world_size=info.world_size, channels_last=channels_last,
-    )
-    del images
-    noise = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + 104729 * (info.rank + 1))
-    nimg = step = 0
-    elapsed = 0.0
-    best_fid: float | None = None
-    best_kimg: float | None = None
-    if state is not None:
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        if G_ema is not None:
-            G_ema.load_state_dict(state["G_ema"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        loader.load_state_dict(state["loader"])
-        nimg, step, elapsed = int(state["nimg"]), int(state["step"]), float(state["elapsed"])
-        best_fid, best_kimg = state.get("best_fid"), state.get("best_kimg")
-        rngs = state["rng"]
-        if len(rngs) == info.world_size:
-            ckpt_io.set_rng_state(rngs[info.rank], noise)
-        else:  # a different number of processes: same weights, freshly seeded noise
-            torch.manual_seed(cfg.seed + 1 + step)
+    def __init__(self, cfg: TrainConfig, info: dist_util.DistInfo, resume: bool, scorer: Any):
+        self.cfg, self.info, self.resume = cfg, info, resume
+        self.out = Path(cfg.out)
+        self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
+        state = self._checked_state()
+        if info.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
+        images = load_uint8_array(cfg.data)
+        _check_data(images, cfg, info.world_size)
+        self.parts = build_parts(cfg, images, info)
+        del images
+        self.progress = Progress() if state is None else restore(self.parts, state, info, cfg)
         del state
+        self.sampling = SamplingModel(self.parts, cfg, info.device)
+        self.fid_hook = None
+        if cfg.ref is not None and info.is_main:
+            from facegan.train.scoring import FidHook
 
-    # Training views: DDP-wrapped (gradients averaged over ranks) and optionally compiled.
-    G_train = dist_util.wrap_ddp(G, info)
-    D_train = dist_util.wrap_ddp(D, info)
-    D_for_g = D  # G's step needs D's output but not D's gradients: no DDP sync for it
-    if cfg.compile:
-        G_train, D_train, D_for_g = torch.compile(G_train), torch.compile(D_train), torch.compile(D)
-    gan_step = GanStep(G_train, D_train, D_for_g, D, opt_g, opt_d, loss, device.type if bf16 else None,
-                       freeze_d=not cfg.compile)
+            self.fid_hook = FidHook(cfg.ref, info.device, cfg.fid_n, scorer)
+        self.total_img = None if cfg.kimg is None else int(round(cfg.kimg * 1000))
+        self.total_s = None if cfg.minutes is None else cfg.minutes * 60.0
+        self.mon = Monitor(self.out, total_img=self.total_img, total_seconds=self.total_s,
+                           start_img=self.progress.nimg, start_seconds=self.progress.elapsed,
+                           enabled=info.is_main, bar=cfg.progress)
 
-    fid_hook = None
-    if cfg.ref is not None and info.is_main:
-        from facegan.train.scoring import FidHook
+    def _checked_state(self) -> dict[str, Any] | None:
+        if not self.resume:
+            if self.last_path.exists():
+                raise FaceganError(f"{self.out}: already holds a run (last.pt); add --resume to continue it, "
+                                   "or choose another --out")
+            return None
+        state = ckpt_io.load(self.last_path)
+        changed = _frozen_changes(state["config"], config_to_dict(self.cfg))
+        if changed:
+            raise FaceganError(f"{self.last_path}: the config differs from the run's in {', '.join(changed)}")
+        return state
 
-        fid_hook = FidHook(cfg.ref, device, cfg.fid_n, scorer)
-    total_img = None if cfg.kimg is None else int(round(cfg.kimg * 1000))
-    total_s = None if cfg.minutes is None else cfg.minutes * 60.0
-    mon = Monitor(out, total_img=total_img, total_seconds=total_s, start_img=nimg, start_seconds=elapsed,
-                  enabled=info.is_main, bar=cfg.progress)
-    if info.is_main:
-        mon.message(
-            f"facegan train: {cfg.arch} G {_count(G) / 1e6:.2f}M / D {_count(D) / 1e6:.2f}M params, "
-            f"{len(loader.data)} images {cfg.resolution}x{cfg.resolution}, batch {cfg.batch}"
-            f"{f' over {info.world_size} processes' if info.distributed else ''}, on {device}, "
-            f"{'bf16 autocast' if bf16 else 'fp32'}{', channels_last' if channels_last else ''}"
-            f"{', 4x4-map convs as matmuls' if matmul else ''}{', torch.compile' if cfg.compile else ''}"
-            f"{f', resuming at kimg {nimg / 1000:.1f}' if resume else ''}"
-        )
-        if not (out / "grid-real.png").exists():
-            save_grid(np.asarray(loader.data[:GRID_SIZE].cpu()), out / "grid-real.png")
-
-    ema_ready_step = -1  # the step at which G_ema's BatchNorm statistics were last re-estimated
-
-    def sampler() -> nn.Module:
-        """The generator used for grids, FID and sampling: EMA (recalibrated) or G."""
-        nonlocal ema_ready_step
-        if G_ema is None:
-            return G
-        if cfg.ema_bn == "recalibrate" and has_batchnorm(G_ema) and ema_ready_step != step:
-            recalibrate_batchnorm(G_ema, batches=cfg.bn_batches, batch_size=128, seed=cfg.seed + 1, device=device)
-            ema_ready_step = step
-        return G_ema
-
-    def save(path: Path) -> None:
-        rngs = dist_util.gather_objects(ckpt_io.rng_state(noise), info)  # every rank takes part
-        checksums = dist_util.check_in_sync(G, info)
+    # --- outputs -------------------------------------------------------------------------------
+    def announce(self) -> None:
+        p, cfg, info = self.parts, self.cfg, self.info
         if not info.is_main:
             return
-        sampler()  # the EMA's statistics must match the weights saved with them
+        self.mon.message(
+            f"facegan train: {cfg.arch} G {_count(p.G) / 1e6:.2f}M / D {_count(p.D) / 1e6:.2f}M params, "
+            f"{len(p.loader.data)} images {cfg.resolution}x{cfg.resolution}, batch {cfg.batch}"
+            f"{f' over {info.world_size} processes' if info.distributed else ''}, on {info.device}, "
+            f"{'bf16 autocast' if p.bf16 else 'fp32'}{', channels_last' if p.channels_last else ''}"
+            f"{', 4x4-map convs as matmuls' if p.matmul else ''}{', torch.compile' if cfg.compile else ''}"
+            f"{f', resuming at kimg {self.progress.nimg / 1000:.1f}' if self.resume else ''}"
+        )
+        if not (self.out / "grid-real.png").exists():
+            save_grid(np.asarray(p.loader.data[:GRID_SIZE].cpu()), self.out / "grid-real.png")
+
+    def grid(self) -> None:
+        nimg = self.progress.nimg
+        label = "EMA" if self.parts.G_ema is not None else "G"
+        epoch = nimg / max(len(self.parts.loader.data), 1)
+        images = generate(self.sampling(self.progress.step), list(range(GRID_SIZE)))
+        self.mon.grid(images, self.out / f"grid-{nimg:09d}.png", f"kimg {nimg / 1000:.1f}  epoch {epoch:.1f}  {label}",
+                      nimg)
+
+    def save(self, path: Path) -> None:
+        p, pr, info = self.parts, self.progress, self.info
+        rngs = dist_util.gather_objects(ckpt_io.rng_state(p.noise), info)  # every rank takes part
+        checksums = dist_util.check_in_sync(p.G, info)
+        if not info.is_main:
+            return
+        self.sampling(pr.step)  # the EMA's statistics must match the weights saved with them
         ckpt_io.save_atomic({
-            "format": ckpt_io.FORMAT, "config": to_dict(cfg), "G": G.state_dict(), "D": D.state_dict(),
-            "G_ema": None if G_ema is None else G_ema.state_dict(), "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(), "nimg": nimg, "step": step, "elapsed": elapsed,
-            "loader": loader.state_dict(), "rng": rngs, "best_fid": best_fid, "best_kimg": best_kimg,
-            "world_size": info.world_size, "rank_checksums": checksums, "torch": torch.__version__,
+            "format": ckpt_io.FORMAT, "config": config_to_dict(self.cfg), "G": p.G.state_dict(),
+            "D": p.D.state_dict(), "G_ema": None if p.G_ema is None else p.G_ema.state_dict(),
+            "opt_g": p.opt_g.state_dict(), "opt_d": p.opt_d.state_dict(), "nimg": pr.nimg, "step": pr.step,
+            "elapsed": pr.elapsed, "loader": p.loader.state_dict(),
+            "augment": None if p.augment is None else p.augment.state_dict(), "rng": rngs,
+            "best_fid": pr.best_fid, "best_kimg": pr.best_kimg, "world_size": info.world_size,
+            "rank_checksums": checksums, "torch": str(torch.__version__),
         }, path)
 
-    next_tick = _next_multiple(nimg, cfg.tick_kimg)
-    next_grid = _next_multiple(nimg, cfg.grid_kimg)
-    fid_every = cfg.fid_kimg  # grows when scoring would take more than cfg.fid_share of the time
-    next_fid = _next_multiple(nimg, fid_every)
-    loss_sum = torch.zeros(2, device=device)
-    loss_n = 0
-    t_run = time.perf_counter()
-    elapsed0 = elapsed
-    tick_start_img, tick_train_s = nimg, 0.0
-    last_ckpt_t = t_run
-    last_fid_nimg = -1
-    status: Literal["done", "interrupted"] = "done"
+    def score(self) -> bool:
+        """FID on rank 0 (the hook is None elsewhere); every rank learns whether it improved."""
+        pr, cfg, hook = self.progress, self.cfg, self.fid_hook
+        better = False
+        if hook is not None:
+            t = time.perf_counter()
+            fid = hook(self.sampling(pr.step))
+            better = pr.best_fid is None or fid < pr.best_fid
+            if better:
+                pr.best_fid, pr.best_kimg = fid, pr.nimg / 1000
+            self.mon.log({"kimg": pr.nimg / 1000, "fid": fid, "fid_n": cfg.fid_n, "fid_floor": hook.floor,
+                          "fid_s": round(time.perf_counter() - t, 1)})
+            self.mon.message(
+                f"FID@{cfg.fid_n} = {fid:.2f} at kimg {pr.nimg / 1000:.1f} ({cfg.fid_n} samples, seeds "
+                f"{hook.seeds[0]}+, vs {hook.describe_ref()}"
+                + (f"; real-data floor {hook.floor:.1f}" if hook.floor is not None else "")
+                + f"){'  new best -> best.pt' if better else f'  (best {pr.best_fid:.2f})'}"
+            )
+        better = dist_util.any_rank(better, self.info)
+        if better and hook is None:
+            pr.best_kimg = pr.nimg / 1000
+        return better
 
-    with _StopSignals() as stop:
-        try:
-            while True:
-                elapsed = elapsed0 + time.perf_counter() - t_run
-                finished = (total_img is not None and nimg >= total_img) or (total_s is not None and elapsed >= total_s)
-                if dist_util.any_rank(finished or stop.received is not None, info):
-                    if stop.received is not None or not finished:
-                        status = "interrupted"
-                    break
-                t_step = time.perf_counter()
-                # --- one DCGAN step -----------------------------------------------------------
-                real = next(loader)
-                z = torch.randn(loader.batch_size, cfg.z_dim, device=device, generator=noise)
-                loss_d, loss_g = gan_step(real, z)
-                nimg += cfg.batch
-                step += 1
-                if G_ema is not None:
-                    update_ema(G_ema, G, ema_beta(cfg.batch, nimg, cfg.ema_kimg, cfg.ema_rampup))
-                loss_sum += torch.stack([loss_d.float(), loss_g.float()])
-                loss_n += 1
-                tick_train_s += time.perf_counter() - t_step
-                mon.step(nimg)
-                # --- ticks: logs, grids, FID, checkpoints -----------------------------------
-                last_step = total_img is not None and nimg >= total_img
-                if nimg < next_tick and not last_step:
-                    continue
-                _guard_finite(loss_sum, loss_n, nimg, step, last_path, info, mon)
-                rate = (nimg - tick_start_img) / max(tick_train_s, 1e-9)
-                elapsed = elapsed0 + time.perf_counter() - t_run
-                ld, lg = (loss_sum / max(loss_n, 1)).tolist()
-                mon.tick({
-                    "kimg": nimg / 1000, "step": step, "img_per_s": rate, "loss_d": ld, "loss_g": lg,
-                    "elapsed_s": round(elapsed, 1), "eta_s": mon.eta(nimg, elapsed, rate),
-                })
-                loss_sum.zero_()
-                loss_n = 0
-                next_tick = _next_multiple(nimg, cfg.tick_kimg)
-                if info.is_main and (nimg >= next_grid or last_step):
-                    save_grid(_grid(sampler()), out / f"grid-{nimg:09d}.png")
-                    next_grid = _next_multiple(nimg, cfg.grid_kimg)
-                if cfg.ref is not None and (nimg >= next_fid or last_step):
-                    t_fid = time.perf_counter()  # on every rank: the others wait for rank 0's score
-                    improved, best_fid, best_kimg = _score(fid_hook, sampler, nimg, best_fid, best_kimg, mon, cfg, info)
-                    last_fid_nimg = nimg
-                    score_s = time.perf_counter() - t_fid
-                    interval = fid_interval(cfg, rate, score_s, info.distributed)
-                    if interval != fid_every and info.is_main:
-                        mon.message(f"FID every {interval:g} kimg from now: one score took {score_s:.1f} s "
-                                    f"and may use at most {cfg.fid_share:.0%} of the time (--fid-share)")
-                    fid_every = interval
-                    next_fid = _next_multiple(nimg, fid_every)
-                    if improved:
-                        save(best_path)
-                if dist_util.any_rank(time.perf_counter() - last_ckpt_t >= cfg.ckpt_minutes * 60, info):
-                    save(last_path)
-                    last_ckpt_t = time.perf_counter()
-                dist_util.barrier(info)
-                tick_start_img, tick_train_s = nimg, 0.0
-            # --- the end: finished or stopped by a signal -------------------------------------
-            if loss_n:
-                _guard_finite(loss_sum, loss_n, nimg, step, last_path, info, mon)
-            elapsed = elapsed0 + time.perf_counter() - t_run
-            if status == "done" and cfg.ref is not None and last_fid_nimg != nimg:
-                improved, best_fid, best_kimg = _score(fid_hook, sampler, nimg, best_fid, best_kimg, mon, cfg, info)
-                if improved:
-                    save(best_path)
-            save(last_path)
-            if info.is_main:
-                if status == "done" and not (out / f"grid-{nimg:09d}.png").exists():
-                    save_grid(_grid(sampler()), out / f"grid-{nimg:09d}.png")
-                mon.log({"event": status, "kimg": nimg / 1000, "step": step, "elapsed_s": round(elapsed, 1),
-                         **({"signal": stop.received} if stop.received else {})})
-                plot_curves(mon.stats_path, out / "curves.png")
-                what = "stopped by signal" if status == "interrupted" else "finished"
+    # --- the loop ------------------------------------------------------------------------------
+    def train(self) -> TrainResult:
+        cfg, info, p, pr, mon = self.cfg, self.info, self.parts, self.progress, self.mon
+        device = info.device
+        self.announce()
+        next_tick = _next_multiple(pr.nimg, cfg.tick_kimg)
+        next_grid = _next_multiple(pr.nimg, cfg.grid_kimg)
+        fid_every = cfg.fid_kimg  # grows when scoring would take more than cfg.fid_share of the time
+        next_fid = _next_multiple(pr.nimg, fid_every)
+        sums = _Scalars()
+        t_run = time.perf_counter()
+        elapsed0, start_nimg = pr.elapsed, pr.nimg
+        tick_start_img, tick_train_s, t_tick = pr.nimg, 0.0, t_run
+        first_tick_done = False
+        last_ckpt_t = t_run
+        last_fid_nimg = -1
+        status: Literal["done", "interrupted"] = "done"
+
+        def next_real() -> torch.Tensor:
+            return next(p.loader)
+
+        def next_noise() -> torch.Tensor:
+            return torch.randn(p.loader.batch_size, cfg.z_dim, device=device, generator=p.noise)
+
+        with _StopSignals() as stop:
+            try:
+                while True:
+                    pr.elapsed = elapsed0 + time.perf_counter() - t_run
+                    finished = (self.total_img is not None and pr.nimg >= self.total_img) or \
+                               (self.total_s is not None and pr.elapsed >= self.total_s)
+                    if dist_util.any_rank(finished or stop.received is not None, info):
+                        if stop.received is not None or not finished:
+                            status = "interrupted"
+                        break
+                    t_step = time.perf_counter()
+                    sums.add(p.step(next_real, next_noise))  # --- one GAN step ---
+                    pr.nimg += cfg.batch * cfg.n_dis
+                    pr.step += 1
+                    if p.G_ema is not None:
+                        update_ema(p.G_ema, p.G, ema_beta(cfg.batch, pr.nimg, cfg.ema_kimg, cfg.ema_rampup))
+                    tick_train_s += time.perf_counter() - t_step
+                    mon.step(pr.nimg)
+                    # --- ticks: logs, grids, FID, checkpoints -------------------------------
+                    last_step = self.total_img is not None and pr.nimg >= self.total_img
+                    early = not first_tick_done and dist_util.any_rank(
+                        time.perf_counter() - t_tick >= FIRST_TICK_S, info)
+                    if pr.nimg < next_tick and not last_step and not early:
+                        continue
+                    first_tick_done = True
+                    self._tick(sums, tick_start_img, tick_train_s)
+                    next_tick = _next_multiple(pr.nimg, cfg.tick_kimg)
+                    if info.is_main and (pr.nimg >= next_grid or last_step):
+                        self.grid()
+                        next_grid = _next_multiple(pr.nimg, cfg.grid_kimg)
+                    if cfg.ref is not None and (pr.nimg >= next_fid or last_step):
+                        t_fid = time.perf_counter()  # on every rank: the others wait for rank 0's score
+                        improved = self.score()
+                        last_fid_nimg = pr.nimg
+                        score_s = time.perf_counter() - t_fid
+                        rate = (pr.nimg - tick_start_img) / max(tick_train_s, 1e-9)
+                        interval = fid_interval(cfg, rate, score_s, info.distributed)
+                        if interval != fid_every and info.is_main:
+                            mon.message(f"FID every {interval:g} kimg from now: one score took {score_s:.1f} s "
+                                        f"and may use at most {cfg.fid_share:.0%} of the time (--fid-share)")
+                        fid_every = interval
+                        next_fid = _next_multiple(pr.nimg, fid_every)
+                        if improved:
+                            self.save(self.best_path)
+                    if dist_util.any_rank(time.perf_counter() - last_ckpt_t >= cfg.ckpt_minutes * 60, info):
+                        self.save(self.last_path)
+                        last_ckpt_t = time.perf_counter()
+                    dist_util.barrier(info)
+                    tick_start_img, tick_train_s, t_tick = pr.nimg, 0.0, time.perf_counter()
+                # --- the end: finished or stopped by a signal ---------------------------------
+                if sums.n:  # the last partial tick is logged too: curves never miss the end
+                    self._tick(sums, tick_start_img, tick_train_s)
+                pr.elapsed = elapsed0 + time.perf_counter() - t_run
+                trained = pr.nimg != start_nimg  # a rerun of a finished run scores and draws nothing new
+                if status == "done" and cfg.ref is not None and last_fid_nimg != pr.nimg and trained:
+                    if self.score():
+                        self.save(self.best_path)
+                self.save(self.last_path)
+                if info.is_main:
+                    self._finish(status, stop.received, trained)
+            finally:
                 mon.close()
-                print(f"facegan train: {what} at kimg {nimg / 1000:.1f} (step {step}, "
-                      f"{elapsed / 60:.1f} min); checkpoint {last_path}"
-                      + (f"; best FID {best_fid:.2f} at kimg {best_kimg:.1f} in {best_path}" if best_fid is not None else "")
-                      + (f"\n  resume with: facegan train --out {out} --resume" if status == "interrupted" else ""),
-                      flush=True)
-        finally:
-            mon.close()
-    return TrainResult(status, nimg, step, last_path, best_path if best_fid is not None else None, best_fid,
-                       stop.received)
+        return TrainResult(status, pr.nimg, pr.step, self.last_path,
+                           self.best_path if pr.best_fid is not None else None, pr.best_fid, stop.received)
+
+    def _tick(self, sums: "_Scalars", tick_start_img: int, tick_train_s: float) -> None:
+        pr = self.progress
+        means = sums.means()
+        _guard_finite(means, sums.n, pr, self.last_path, self.info, self.mon)
+        rate = (pr.nimg - tick_start_img) / max(tick_train_s, 1e-9)
+        pr.elapsed = max(pr.elapsed, 0.0)
+        self.mon.tick({"kimg": pr.nimg / 1000, "step": pr.step, "img_per_s": rate, **means,
+                       "elapsed_s": round(pr.elapsed, 1), "eta_s": self.mon.eta(pr.nimg, pr.elapsed, rate)})
+        sums.reset()
+
+    def _finish(self, status: str, sig: int | None, trained: bool) -> None:
+        pr, out = self.progress, self.out
+        if status == "done" and trained and not (out / f"grid-{pr.nimg:09d}.png").exists():
+            self.grid()
+        self.mon.log({"event": status, "kimg": pr.nimg / 1000, "step": pr.step, "elapsed_s": round(pr.elapsed, 1),
+                      **({"signal": sig} if sig else {})})
+        plot_curves(self.mon.stats_path, out / "curves.png")
+        what = "stopped by signal" if status == "interrupted" else "finished"
+        self.mon.close()
+        print(f"facegan train: {what} at kimg {pr.nimg / 1000:.1f} (step {pr.step}, "
+              f"{pr.elapsed / 60:.1f} min); checkpoint {self.last_path}"
+              + (f"; best FID {pr.best_fid:.2f} at kimg {pr.best_kimg:.1f} in {self.best_path}"
+                 if pr.best_fid is not None else "")
+              + (f"\n  resume with: facegan train --out {out} --resume" if status == "interrupted" else ""),
+              flush=True)
+
+
+class _Scalars:
+    """Sums of a step's named scalars over a tick, kept on the device (no sync per step)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+        self.latest: dict[str, float] = {}
+        self.n = 0
+
+    def add(self, values: dict[str, torch.Tensor | float]) -> None:
+        self.n += 1
+        for k, v in values.items():
+            if isinstance(v, torch.Tensor):
+                v = v.detach().float()
+                self.sums[k] = self.sums[k] + v if k in self.sums else v
+                self.counts[k] = self.counts.get(k, 0) + 1
+            else:  # plain numbers (the augmentation's p): the latest value is what matters
+                self.latest[k] = float(v)
+
+    def means(self) -> dict[str, float]:
+        keys = list(self.sums)
+        vals = torch.stack([self.sums[k] for k in keys]).tolist() if keys else []  # one sync per tick
+        return {**{k: v / self.counts[k] for k, v in zip(keys, vals)}, **self.latest}
+
+    def reset(self) -> None:
+        self.sums, self.counts, self.latest, self.n = {}, {}, {}, 0
 
 
 def _count(m: nn.Module) -> int:
@@ -449,20 +560,14 @@ def _next_multiple(nimg: int, kimg: float) -> int:
     return (nimg // every + 1) * every
 
 
-def _grid(generator: nn.Module) -> np.ndarray:
-    from facegan.sample import generate
-
-    return generate(generator, list(range(GRID_SIZE)))
-
-
-def _guard_finite(loss_sum: torch.Tensor, n: int, nimg: int, step: int, last: Path, info, mon: Monitor) -> None:
+def _guard_finite(means: dict[str, float], n: int, pr: Progress, last: Path, info, mon: Monitor) -> None:
     """Stop every rank with a clear message if a loss went NaN/inf since the last tick."""
-    bad = not bool(torch.isfinite(loss_sum).all())
+    bad = not all(math.isfinite(v) for v in means.values())
     if dist_util.any_rank(bad, info):
-        mon.log({"event": "nan", "kimg": nimg / 1000, "step": step})
+        mon.log({"event": "nan", "kimg": pr.nimg / 1000, "step": pr.step})
         kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint had been written yet"
         raise FaceganError(
-            f"a loss became NaN/inf within the {n} steps before step {step} (kimg {nimg / 1000:.1f}); "
+            f"a loss became NaN/inf within the {n} steps before step {pr.step} (kimg {pr.nimg / 1000:.1f}); "
             f"training stopped and {kept}. Try lower --lr-d/--lr-g, --precision fp32, or resume from it."
         )
 
@@ -478,26 +583,3 @@ def fid_interval(cfg: TrainConfig, img_per_s: float, score_s: float, distributed
         return cfg.fid_kimg
     need_kimg = img_per_s * score_s * (1 - cfg.fid_share) / cfg.fid_share / 1000
     return cfg.fid_kimg * max(1, math.ceil(need_kimg / cfg.fid_kimg - 1e-9))
-
-
-def _score(hook, sampler, nimg, best_fid, best_kimg, mon: Monitor, cfg: TrainConfig, info):
-    """FID on rank 0 (``hook`` is None elsewhere); every rank learns whether it improved."""
-    better = False
-    if hook is not None:
-        t = time.perf_counter()
-        fid = hook(sampler())
-        floor = hook.floor
-        better = best_fid is None or fid < best_fid
-        if better:
-            best_fid, best_kimg = fid, nimg / 1000
-        mon.log({"kimg": nimg / 1000, "fid": fid, "fid_n": cfg.fid_n, "fid_floor": floor,
-                 "fid_s": round(time.perf_counter() - t, 1)})
-        mon.message(
-            f"FID@{cfg.fid_n} = {fid:.2f} at kimg {nimg / 1000:.1f} ({cfg.fid_n} samples vs {hook.ref_path.name}"
-            + (f"; real-data floor {floor:.1f}" if floor is not None else "")
-            + f"){'  new best -> best.pt' if better else f'  (best {best_fid:.2f})'}"
-        )
-    better = dist_util.any_rank(better, info)
-    if better and hook is None:
-        best_kimg = nimg / 1000
-    return better, best_fid, best_kimg

@@ -17,26 +17,7 @@ from typing import Any
 
 import numpy as np
 
-
-def grid_image(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> np.ndarray:
-    """Tile uint8 (N, H, W, 3) images into one uint8 (H', W', 3) grid (``nrow`` per row)."""
-    import torch
-    from torchvision.utils import make_grid
-
-    n = len(images)
-    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
-    t = torch.as_tensor(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (N, 3, H, W)
-    grid = make_grid(t, nrow=nrow, padding=pad, pad_value=255)  # uint8 stays uint8
-    return grid.permute(1, 2, 0).contiguous().numpy()
-
-
-def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int | None = None) -> Path:
-    """Write uint8 (N, H, W, 3) images as one PNG grid."""
-    from facegan.images import save_png
-
-    path = Path(path)
-    save_png(grid_image(images, nrow), path)
-    return path
+from facegan.grids import grid_image, save_grid
 
 
 def read_stats(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -52,30 +33,41 @@ def read_stats(path: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
+#: How the step's named scalars are shown in tick lines (name -> label), in this order.
+TICK_LABELS: dict[str, str] = {"loss_d": "D", "loss_g": "G", "d_real": "D(x)", "d_fake": "D(G(z))", "r1": "R1",
+                               "augment_p": "p", "r_t": "r_t"}
+_BOOKKEEPING = frozenset({"time", "kimg", "step", "img_per_s", "elapsed_s", "eta_s"})
+
+
 def plot_curves(stats_path: str | os.PathLike, out_png: str | os.PathLike) -> Path | None:
-    """Plot the losses (and FID where scored) against thousands of images; None without data."""
+    """Plot every logged scalar against thousands of images: losses (``loss_*``), the other step
+    scalars (D's outputs, R1, augmentation), and FID where scored; None without data."""
     rows = read_stats(stats_path)
-    ticks = [r for r in rows if "loss_d" in r]
+    ticks = [r for r in rows if "img_per_s" in r]
     fids = [r for r in rows if r.get("fid") is not None]
-    if not ticks and not fids:
+    names = [k for k in dict.fromkeys(k for r in ticks for k in r) if k not in _BOOKKEEPING]
+    losses = [k for k in names if k.startswith("loss")]
+    others = [k for k in names if not k.startswith("loss") and isinstance(ticks[-1].get(k, 0.0), (int, float))]
+    panels = [("loss (mean over tick)", losses)] * bool(losses) + [("D outputs / regularisers", others)] * bool(others)
+    if not panels and not fids:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ncols = 2 if fids else 1
+    ncols = len(panels) + bool(fids)
     fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4), squeeze=False)
-    ax = axes[0][0]
-    kimg = [r["kimg"] for r in ticks]
-    ax.plot(kimg, [r["loss_d"] for r in ticks], label="D loss")
-    ax.plot(kimg, [r["loss_g"] for r in ticks], label="G loss")
-    ax.set_xlabel("thousands of images")
-    ax.set_ylabel("loss (mean over tick)")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    for ax, (ylabel, keys) in zip(axes[0], panels):
+        for k in keys:
+            pts = [(r["kimg"], r[k]) for r in ticks if k in r]
+            ax.plot([x for x, _ in pts], [y for _, y in pts], label=TICK_LABELS.get(k, k), marker="." if len(pts) < 3 else None)
+        ax.set_xlabel("thousands of images")
+        ax.set_ylabel(ylabel)
+        ax.legend()
+        ax.grid(alpha=0.3)
     if fids:
-        ax = axes[0][1]
+        ax = axes[0][-1]
         ax.plot([r["kimg"] for r in fids], [r["fid"] for r in fids], "o-", label=f"FID@{fids[-1].get('fid_n', '?')}")
         floor = fids[-1].get("fid_floor")
         if floor is not None:
@@ -109,6 +101,11 @@ class TensorBoard:
             # the x axis is images seen; the record's own counters and wall time are no curves
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("kimg", "step", "time"):
                 self.writer.add_scalar(k, v, nimg)
+
+    def image(self, tag: str, image: np.ndarray, nimg: int) -> None:
+        """A uint8 (H, W, 3) picture (a sample grid) at ``nimg`` images."""
+        if self.writer is not None:
+            self.writer.add_image(tag, image, nimg, dataformats="HWC")
 
     def close(self) -> None:
         if self.writer is not None:
@@ -179,18 +176,24 @@ class Monitor:
             return
         self.log(record)
         eta = record.get("eta_s")
-        short = (
-            f"kimg {record['kimg']:.1f}  {record['img_per_s']:.0f} img/s  "
-            f"D {record['loss_d']:.3f}  G {record['loss_g']:.3f}"
-            + (f"  ETA {format_duration(eta)}" if eta is not None else "")
-        )
+        scalars = "  ".join(f"{label} {record[k]:.3f}" for k, label in TICK_LABELS.items() if k in record)
+        short = f"kimg {record['kimg']:.1f}  {record['img_per_s']:.0f} img/s  {scalars}" + (
+            f"  ETA {format_duration(eta)}" if eta is not None else "")
         if self.bar is not None:
             self.bar.set_postfix_str(
-                f"{record['img_per_s']:.0f} img/s D={record['loss_d']:.3f} G={record['loss_g']:.3f}"
+                f"{record['img_per_s']:.0f} img/s {scalars}"
                 + (f" left={format_duration(eta)}" if eta is not None and self.total_img is None else "")
             )
         else:
             print(short, flush=True)
+
+    def grid(self, images: np.ndarray, path: Path, caption: str, nimg: int) -> None:
+        """Save a sample grid (captioned) and show it in TensorBoard."""
+        if not self.enabled:
+            return
+        save_grid(images, path, caption=caption)
+        if self.tb is not None:
+            self.tb.image("samples", grid_image(images), nimg)
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one JSON line to stats.jsonl (and the numbers to TensorBoard)."""

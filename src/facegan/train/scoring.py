@@ -1,5 +1,8 @@
-"""FID while training: ``fid_n`` samples (seeds 0…n−1, exactly what ``facegan sample`` would
-write) against the reference statistics of ``--ref``.
+"""FID while training: ``fid_n`` samples against the reference statistics of ``--ref``.
+
+The samples come from seeds :data:`~facegan.models.sampling.SELECTION_SEED_BASE` and up, never
+the 0 … n-1 that ``facegan sample`` hands in: the score picks ``best.pt``, and the submitted
+images must not have chosen their own checkpoint.
 
 The FID engine (:mod:`facegan.fid`) is imported only when a score is asked for, so training
 without ``--ref`` never loads the Inception network. Any object with ``statistics(uint8
@@ -17,6 +20,7 @@ import torch
 from torch import nn
 
 from facegan.errors import FaceganError
+from facegan.models.sampling import GeneratorSampler, selection_seeds
 
 
 class FidHook:
@@ -34,11 +38,17 @@ class FidHook:
         if not self.ref_path.is_file():
             raise FaceganError(f"{self.ref_path}: no such FID statistics file (--ref)")
         self.device, self.n = device, n
+        self.seeds = selection_seeds(n)
         from facegan.fid import Stats
 
         self.ref = Stats.load(self.ref_path)
         self.floor = self.ref.floor_at(n)
         self._scorer = scorer
+
+    def describe_ref(self) -> str:
+        """``ref.npz (10000 photos)``, or ``(reference of unknown size)`` for a bare pytorch-fid file."""
+        n = getattr(self.ref, "n", None)
+        return f"{self.ref_path.name} ({n} photos)" if n else f"{self.ref_path.name} (reference of unknown size)"
 
     @property
     def scorer(self) -> Any:
@@ -49,10 +59,8 @@ class FidHook:
         return self._scorer
 
     def __call__(self, generator: nn.Module) -> float:
-        from facegan.sample import generate
-
-        images = generate(generator, list(range(self.n)), device=self.device)
         from facegan.fid import frechet_distance
 
+        images = GeneratorSampler(generator, device=self.device)(self.seeds)
         stats = self.scorer.statistics(images)
         return frechet_distance(np.asarray(stats.mu), np.asarray(stats.sigma), self.ref.mu, self.ref.sigma)
