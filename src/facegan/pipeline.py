@@ -61,6 +61,8 @@ class RunConfig:
     """at most this many prepared photos (a seeded random subset) make the reference statistics"""
     fid_kimg: float = 50.0
     """score FID@n every this many thousand images while training (best.pt keeps the best)"""
+    threads: int | None = None
+    """CPU threads for torch (None: one per core; on a CPU shared with other jobs 1 can be much faster)"""
 
     def __post_init__(self) -> None:
         problems = []
@@ -185,12 +187,12 @@ def train_step(cfg: RunConfig, cache: Path, ref: Path, out: Path, log: Callable[
     if (out / "last.pt").is_file():
         log(f"[3/6] train: resuming {out / 'last.pt'} (until {_length(cfg)})")
         tcfg = config_for_resume(out, {**length, "ref": str(ref), "fid_n": cfg.n, "fid_kimg": cfg.fid_kimg,
-                                       "device": cfg.device})
+                                       "device": cfg.device, "threads": cfg.threads})
         result = training_loop(tcfg, resume=True)
     else:
         log(f"[3/6] train: DCGAN for {_length(cfg)} -> {out}")
         tcfg = TrainConfig(data=str(cache), out=str(out), ref=str(ref), fid_n=cfg.n, fid_kimg=cfg.fid_kimg,
-                           device=cfg.device, seed=cfg.seed, **length, **(overrides or {}))
+                           device=cfg.device, seed=cfg.seed, threads=cfg.threads, **length, **(overrides or {}))
         result = training_loop(tcfg)
     if result.status != "done":
         raise KeyboardInterrupt  # the checkpoint is written; the CLI says how to go on

@@ -35,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from facegan.config import dataclass_from_args
     from facegan.pipeline import RunConfig, run_pipeline
+    from facegan.runtime import configure_torch
+    from facegan.train.distributed import pick_device
 
-    run_pipeline(dataclass_from_args(RunConfig, args))
+    cfg = dataclass_from_args(RunConfig, args)
+    configure_torch(pick_device(cfg.device), cfg.threads)
+    run_pipeline(cfg)
     return 0

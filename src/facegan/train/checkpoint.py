@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,19 +50,21 @@ def save_atomic(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: torch.save(state, f), fsync=True)
 
 
-def _numpy_globals() -> list[Any]:
-    """The globals a facegan-train-1 file needs for its numpy RNG state, and nothing else."""
+def _format1_globals() -> list[Any]:
+    """The globals a facegan-train-1 file needs — numpy's array rebuilding (its RNG state) and
+    torch's version string — and nothing else: none of them runs code."""
+    from torch.torch_version import TorchVersion
+
     core = getattr(np, "_core", None) or np.core
-    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32)), TorchVersion]
 
 
 def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "numpy" not in str(exc):
-            raise
-    with torch.serialization.safe_globals(_numpy_globals()):  # the previous format's RNG state
+    except pickle.UnpicklingError:
+        pass  # maybe the previous format: try again allowing exactly what it holds
+    with torch.serialization.safe_globals(_format1_globals()):
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -90,9 +93,10 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         if "GLOBAL" not in str(exc):  # a damaged file, not a hostile one
             raise FaceganError(f"{path}: not a readable checkpoint (UnpicklingError: {str(exc)[:200]})") from None
-        what = str(exc).split("GLOBAL", 1)[1].split(" was not", 1)[0].strip()
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = found.group(1)[:100] if found else "a global"
         raise FaceganError(
-            f"{path}: refused: the file asks to run code on loading (it needs {what[:100]}); facegan reads "
+            f"{path}: refused: the file asks to run code on loading (it needs {what}); facegan reads "
             "checkpoints as weights only. Use a checkpoint written by 'facegan train' or 'facegan export'"
         ) from None
     except Exception as exc:  # zip and torch errors all mean "not a readable checkpoint"

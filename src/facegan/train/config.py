@@ -18,7 +18,7 @@ from facegan.errors import FaceganError
 #: Training fields that shape the data stream or what is averaged: a resumed run may not change
 #: them. The models' configs (``arch``, ``g``, ``d``) are compared whole, so a new model's
 #: options need no entry here.
-FROZEN_ON_RESUME: tuple[str, ...] = ("arch", "resolution", "g", "d", "batch", "n_dis", "seed", "ema", "data")
+FROZEN_ON_RESUME: tuple[str, ...] = ("arch", "resolution", "g", "d", "batch", "n_dis", "seed", "ema")
 
 #: The format of configs written before the models had their own configs (facegan-train-1).
 _V1_MODEL_FIELDS = ("z_dim", "ngf", "ndf", "g_norm", "d_norm", "d_dropout")
@@ -192,9 +192,11 @@ def upgrade_config(data: dict[str, Any]) -> dict[str, Any]:
     options among the training fields and one pair of Adam betas for both networks)."""
     data = dict(data)
     if "g" not in data and any(k in data for k in _V1_MODEL_FIELDS):
-        data["g"] = {"z_dim": data.pop("z_dim", 100), "ngf": data.pop("ngf", 64), "norm": data.pop("g_norm", "batch")}
+        res = data.get("resolution", 64)
+        data["g"] = {"z_dim": data.pop("z_dim", 100), "ngf": data.pop("ngf", 64), "norm": data.pop("g_norm", "batch"),
+                     "resolution": res}
         data["d"] = {"ndf": data.pop("ndf", 64), "norm": data.pop("d_norm", "batch"),
-                     "dropout": data.pop("d_dropout", 0.0)}
+                     "dropout": data.pop("d_dropout", 0.0), "resolution": res}
     for net in ("g", "d"):
         for k in ("beta1", "beta2"):
             if k in data and f"{k}_{net}" not in data:

@@ -122,14 +122,11 @@ def use_bf16(precision: str, device: torch.device) -> bool:
 def _frozen_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """The :data:`FROZEN_ON_RESUME` fields whose values differ between two config dicts."""
     saved = config_to_dict(config_from_dict({**saved, "data": saved.get("data") or "x", "out": "x", "kimg": 1}))
-    changed = []
-    for k in FROZEN_ON_RESUME:
-        a, b = saved.get(k), now.get(k)
-        if k == "data" and a and b:
-            a, b = str(Path(a).resolve()), str(Path(b).resolve())
-        if k in now and a != b:
-            changed.append(k)
-    return changed
+    return [k for k in FROZEN_ON_RESUME if k in now and saved.get(k) != now.get(k)]
+
+
+def _same_file(a: str | None, b: str | None) -> bool:
+    return bool(a) and bool(b) and Path(a).resolve() == Path(b).resolve()
 
 
 def config_for_resume(out: str | Path, given: dict[str, Any]) -> TrainConfig:
@@ -310,6 +307,7 @@ class _Run:
         self.out = Path(cfg.out)
         self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
         state = self._checked_state()
+        saved_data = None if state is None else state["config"].get("data")
         if info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
@@ -330,6 +328,12 @@ class _Run:
         self.mon = Monitor(self.out, total_img=self.total_img, total_seconds=self.total_s,
                            start_img=self.progress.nimg, start_seconds=self.progress.elapsed,
                            enabled=info.is_main, bar=cfg.progress)
+        if saved_data is not None and not _same_file(saved_data, cfg.data):
+            # Allowed (a moved cache, a bigger set), but never silently: said now and kept in stats.jsonl.
+            self.mon.message(f"warning: resuming on other data: the run trained on {saved_data}, "
+                             f"continues on {cfg.data}")
+            self.mon.log({"event": "data_changed", "kimg": self.progress.nimg / 1000, "from": saved_data,
+                          "to": cfg.data})
 
     def _checked_state(self) -> dict[str, Any] | None:
         if not self.resume:
