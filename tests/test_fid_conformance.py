@@ -188,7 +188,7 @@ def test_fid_command_errors_name_the_file(fid_env, tmp_path, capsys):
     assert main(["fid", str(a), str(other), "--quiet"]) == 0
     assert "made with other Inception weights" in capsys.readouterr().err
     assert main(["stats", str(a), "-o", str(tmp_path / "x.txt"), "--quiet"]) == 2
-    assert "must be an .npz" in capsys.readouterr().err
+    assert "x.txt: the output must be named *.npz" in capsys.readouterr().err
 
 
 @pytest.mark.realdata

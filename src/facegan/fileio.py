@@ -129,7 +129,7 @@ def check_output_file(path: str | os.PathLike, *, suffix: str | None = None, wha
     """
     path = Path(path)
     if suffix is not None and path.suffix.lower() != suffix:
-        raise FaceganError(f"{path}: the {what} must be a {suffix} file")
+        raise FaceganError(f"{path}: the {what} must be named *{suffix}")
     if path.is_dir():
         raise FaceganError(f"{path}: is a folder; give the name of the file to write")
     if path.exists() and not path.is_file():

@@ -7,20 +7,24 @@ import json
 import sys
 
 from facegan.config import add_dataclass_arguments, dataclass_from_args
-from facegan.fid.options import CompareOptions, ScorerOptions
+from facegan.fid.options import CompareOptions, ScorerOptions, add_scorer_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fid",
+        usage="facegan fid A B [--floor REAL_SRC] [--json] [options]",
         help="FID and KID between two sets of images (or .npz statistics)",
         description=(
             "FID between A and B, each a folder of images (recursive), a .zip/.tar.gz of images, "
             "a uint8 .npy (N, H, W, 3) or .npz statistics (facegan stats or pytorch-fid). Same "
             "numbers as 'python -m pytorch_fid A B'. Also KID (unbiased, mean ± std over subsets; "
             "needs images on both sides) and the number of images on each side; with --floor REAL, "
-            "the FID that real photos get at the same sample size."
+            "the FID that real photos get at the same sample size (without it, the floor recorded "
+            "in a reference made by 'facegan stats --floor' is shown). Warns when a side has fewer "
+            "than 2,048 images or images that are not 64x64."
         ),
+        epilog="example: facegan fid samples/ ref.npz --floor data/celeba64.npy",
     )
     p.add_argument("a", metavar="A", help="the images being judged (e.g. samples/)")
     p.add_argument("b", metavar="B", help="the reference (images or .npz statistics)")
@@ -32,16 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_dataclass_arguments(p, ScorerOptions)
+    add_scorer_arguments(p)
     add_dataclass_arguments(p, CompareOptions)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from facegan.devices import set_threads
     from facegan.fid.comparison import compare
 
     scorer_opts = dataclass_from_args(ScorerOptions, args)
     opts = dataclass_from_args(CompareOptions, args)
+    set_threads(scorer_opts.threads)
     result = compare(
         args.a,
         args.b,
@@ -66,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"KID    {k['mean']:.6f} ± {k['std']:.6f}  ({k['subsets']} subsets of {k['subset_size']})")
     else:
         print(f"KID    n/a ({result.kid_note})")
-    print(f"n      A: {result.a.stats.n or 'unknown'} ({args.a})   B: {result.b.stats.n or 'unknown'} ({args.b})")
+    print(f"n      A: {result.a.stats.size_text('sample set')} ({args.a})   "
+          f"B: {result.b.stats.size_text()} ({args.b})")
     if result.floor is not None:
-        print(f"floor  {result.floor.describe()} of {args.floor}")
+        print(f"floor  {result.floor.describe()} ({result.floor_origin})")
+    else:
+        print("floor  unknown: --floor REAL measures what real photos score at this size "
+              "(or make the reference with 'facegan stats --floor')")
     return 0

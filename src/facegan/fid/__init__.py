@@ -1,5 +1,10 @@
 """The FID engine: pytorch-fid's numbers, offline and fast.
 
+In a notebook (clean-fid's shape; folders, archives, ``.npy``, ``.npz``, uint8 arrays)::
+
+    from facegan.fid import compute_fid, compute_kid, compute_stats
+    fid = compute_fid("samples/", "ref.npz")           # device="auto"
+
 Two pure steps (see ``DESIGN.md``): uint8 images → pool3 features / statistics
 (:class:`FIDScorer`, :class:`Stats`), then :func:`frechet_distance`. Typical use from the
 training loop::
@@ -13,7 +18,8 @@ training loop::
 Modules: :mod:`.inception` (weights resolution, conversion, the network), :mod:`.features`
 (batched features, streaming moments), :mod:`.distance` (Fréchet distance, KID),
 :mod:`.stats` (the ``.npz`` record), :mod:`.sources` (folders, archives, arrays),
-:mod:`.floor` (the real-data floor), :mod:`.comparison` (``facegan fid`` as a function).
+:mod:`.floor` (the real-data floor), :mod:`.comparison` (``facegan fid`` as a function),
+:mod:`.api` (``compute_fid`` / ``compute_kid`` / ``compute_stats`` for notebooks).
 Importing this package does not import torch; the names below load on first use.
 """
 
@@ -34,6 +40,12 @@ _EXPORTS = {
     "resolve_weights": "facegan.fid.inception",
     "real_floor": "facegan.fid.floor",
     "compare": "facegan.fid.comparison",
+    "compute_fid": "facegan.fid.api",
+    "compute_kid": "facegan.fid.api",
+    "compute_stats": "facegan.fid.api",
+    "compare_sources": "facegan.fid.api",
+    "get_scorer": "facegan.fid.api",
+    "FIDWarning": "facegan.fid.api",
 }
 
 __all__ = sorted(_EXPORTS)

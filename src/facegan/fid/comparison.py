@@ -3,7 +3,14 @@
 Each image source is read once (:func:`~facegan.fid.sources.summarize_source`), keeping the
 features of a bounded random subset of its images for what needs features: KID (both sides
 images), the floor (the real set) and the small-N Fréchet problem (a side of ≤ 2048 images).
-A floor source that is one of the two sides reuses that side's pass.
+A floor source that is one of the two sides reuses that side's pass. Without a floor source, the
+floor recorded in a statistics side (``facegan stats --floor``) is reported when it was measured
+at A's sample size.
+
+A side is a path (folder, archive, ``.npy``, ``.npz``), an in-memory uint8 ``(N, H, W, 3)``
+array or tensor, or a :class:`~facegan.fid.stats.Stats`. The result's warnings say when a side
+has fewer than 2,048 images (the covariance is rank-deficient: FID is still exact, but biased
+upwards, so the floor is the figure to read it against) or images that are not 64×64.
 """
 
 from __future__ import annotations
@@ -13,15 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from typing import Any
+
 from facegan.errors import FaceganError
 from facegan.fid.distance import frechet_distance, frechet_distance_from_features, kid
 from facegan.fid.features import FEATURE_DIMS, FIDScorer, Summary
 from facegan.fid.floor import Floor, floor_keep, real_floor
 from facegan.fid.sources import ImageSet, check_count, is_stats_file, open_images, summarize_source
-from facegan.fid.stats import Stats
+from facegan.fid.stats import Stats, check_covariance
 
 #: At most this many feature rows are kept per side for KID (float32: 80 MB at 10,000).
 KID_MAX_KEPT = 10_000
+#: The image size the brief's FID is measured at (width, height).
+BRIEF_SIZE = (64, 64)
 
 
 @dataclass
@@ -62,6 +73,8 @@ class Comparison:
     floor: Floor | None
     weights: dict
     warnings: list[str]
+    floor_origin: str = ""
+    """Where the floor comes from: ``"measured on REAL"`` or ``"recorded in ref.npz"``."""
 
     def to_dict(self) -> dict:
         return {
@@ -72,16 +85,42 @@ class Comparison:
             "a": self.a.to_dict(),
             "b": self.b.to_dict(),
             "floor": self.floor.to_dict() if self.floor else None,
+            "floor_origin": self.floor_origin or None,
             "weights": self.weights,
             "warnings": self.warnings,
         }
 
 
-def _same_path(p: str | os.PathLike, q: str | os.PathLike) -> bool:
+def _same_source(p: Any, q: Any) -> bool:
+    if not isinstance(p, (str, os.PathLike)) or not isinstance(q, (str, os.PathLike)):
+        return p is q  # the same in-memory array
     try:
         return Path(p).resolve() == Path(q).resolve()
     except OSError:
         return False
+
+
+def _is_path(src: Any) -> bool:
+    return isinstance(src, (str, os.PathLike))
+
+
+def _size_warning(key: str, label: str, images: ImageSet, expect: tuple[int, int]) -> str | None:
+    other = {size: n for size, n in images.sizes.items() if size != tuple(expect)}
+    if not other:
+        return None
+    shown = ", ".join(f"{w}x{h} ({n})" for (w, h), n in sorted(other.items(), key=lambda kv: -kv[1])[:3])
+    return (f"{key.upper()} ({label}): images of {shown}, not {expect[0]}x{expect[1]}: the brief's FID is on "
+            f"{expect[0]}x{expect[1]} images; the network resizes every image to 299x299, so a score "
+            "at another size is not comparable with the course's")
+
+
+def _count_warning(key: str, label: str, n: int, have_floor: bool) -> str:
+    hint = ("read it against the floor below" if have_floor else
+            "compare it with the real-data floor at the same size (--floor REAL, or a reference "
+            "made with 'facegan stats --floor')")
+    return (f"{key.upper()} ({label}) has {n} images, fewer than {FEATURE_DIMS}: its covariance is "
+            "rank-deficient (fine: the FID is still computed exactly), but FID is biased upwards at "
+            f"small sizes: {hint}")
 
 
 def _check_weights(src: str, stats: Stats, scorer: FIDScorer, warnings: list[str]) -> None:
@@ -95,49 +134,62 @@ def _check_weights(src: str, stats: Stats, scorer: FIDScorer, warnings: list[str
 
 
 def compare(
-    a: str | os.PathLike,
-    b: str | os.PathLike,
+    a: Any,
+    b: Any,
     scorer: FIDScorer | Callable[[], FIDScorer],
     *,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
-    floor_src: str | os.PathLike | None = None,
+    floor_src: Any = None,
     floor_splits: int = 10,
     floor_n: int | None = None,
     strict: bool = False,
     seed: int = 0,
     workers: int = 2,
+    expect_size: tuple[int, int] | None = BRIEF_SIZE,
 ) -> Comparison:
     """FID (and KID, floor) between sources ``a`` (the samples) and ``b`` (the reference).
 
-    Each source is a folder, ``.zip``/``.tar(.gz)``, uint8 ``.npy`` or ``.npz`` statistics.
-    KID needs images on both sides (``kid_subsets=0`` turns it off). ``floor_src``: the real
-    images whose floor at ``floor_n`` samples (default: the size of ``a``) is reported.
-    ``scorer`` may be a function that makes one: it is then called only once every input has
-    been found and checked, so a wrong path fails at once, before the network is loaded.
+    Each source is a folder, ``.zip``/``.tar(.gz)``, uint8 ``.npy``, ``.npz`` statistics, an
+    in-memory uint8 (N, H, W, 3) array/tensor or a :class:`Stats`. KID needs images on both
+    sides (``kid_subsets=0`` turns it off). ``floor_src``: the real images whose floor at
+    ``floor_n`` samples (default: the size of ``a``) is reported; without it, a floor recorded in
+    a statistics side at that sample size is. ``expect_size``: warn about images of any other
+    size (``None``: don't). ``scorer`` may be a function that makes one: it is then called only
+    once every input has been found and checked, so a wrong path fails at once, before the
+    network is loaded.
     """
-    a, b = str(a), str(b)
     warnings: list[str] = []
     # 1. find and check every input (cheap), before any network work
     images: dict[str, ImageSet | None] = {}
     loaded: dict[str, Stats] = {}
+    labels: dict[str, str] = {}
     for key, src in (("a", a), ("b", b)):
-        if is_stats_file(src):
+        if isinstance(src, Stats):
+            images[key], loaded[key] = None, src
+            labels[key] = src.source or f"statistics {key.upper()}"
+            if src.dims != FEATURE_DIMS:
+                raise FaceganError(f"{labels[key]}: statistics of {src.dims}-d features, expected {FEATURE_DIMS}-d")
+            check_covariance(src.sigma, labels[key])
+        elif _is_path(src) and is_stats_file(src):
             images[key] = None
             loaded[key] = Stats.load(src, dims=FEATURE_DIMS)
+            labels[key] = str(src)
         else:
             images[key] = open_images(src)
             check_count(images[key], images[key].count)
+            labels[key] = str(src) if _is_path(src) else str(images[key].path)
     want_kid = kid_subsets > 0 and all(v is not None for v in images.values())
     kid_note = "" if want_kid else (
         "off" if kid_subsets <= 0 else "needs images on both sides (statistics files hold no features)"
     )
-    floor_side, real = None, None  # the floor reuses a side's pass when it is the same path
+    floor_side, real = None, None  # the floor reuses a side's pass when it is the same source
     if floor_src is not None:
-        if is_stats_file(floor_src):
-            raise FaceganError(f"{floor_src}: the floor needs the real images, not statistics")
+        if isinstance(floor_src, Stats) or (_is_path(floor_src) and is_stats_file(floor_src)):
+            raise FaceganError(f"{floor_src if _is_path(floor_src) else 'the floor source'}: "
+                               "the floor needs the real images, not statistics")
         floor_side = next(
-            (k for k, p in (("b", b), ("a", a)) if images[k] and _same_path(p, floor_src)), None
+            (k for k, p in (("b", b), ("a", a)) if images[k] and _same_source(p, floor_src)), None
         )
         if floor_side is None:
             real = open_images(floor_src)
@@ -145,8 +197,8 @@ def compare(
         if floor_n is None and images["a"] is None:
             floor_n = loaded["a"].n
             if not floor_n:
-                raise FaceganError(f"{a}: sample count unknown; give the floor's sample size")
-    if not isinstance(scorer, FIDScorer):
+                raise FaceganError(f"{labels['a']}: sample count unknown; give the floor's sample size")
+    if not hasattr(scorer, "iter_features"):  # a function that makes one (or a stand-in: tests)
         scorer = scorer()
 
     # 2. one pass per image source
@@ -159,8 +211,8 @@ def compare(
         return keep
 
     sides: dict[str, Side] = {}
-    for key, src in (("a", a), ("b", b)):
-        img = images[key]
+    for key in ("a", "b"):
+        src, img = labels[key], images[key]
         if img is None:
             _check_weights(src, loaded[key], scorer, warnings)
             sides[key] = Side(src, loaded[key])
@@ -192,7 +244,7 @@ def compare(
         )
         kid_result = {"mean": mean, "std": std, "subsets": kid_subsets, "subset_size": m}
 
-    floor = None
+    floor, floor_origin = None, ""
     if floor_src is not None:
         if floor_side is not None:
             real_summary = sides[floor_side].summary
@@ -202,6 +254,18 @@ def compare(
                 real, scorer, keep=keep, seed=seed, strict=strict, workers=workers
             )
         floor = real_floor(real_summary, floor_n, floor_splits)
+        where = str(floor_src) if _is_path(floor_src) else (sides[floor_side].src if real is None else str(real.path))
+        floor_origin = f"measured on {where}"
+    else:
+        floor, floor_origin = _recorded_floor((sb, sa), floor_n or sa.stats.n, warnings)
+
+    for key, side in (("a", sa), ("b", sb)):
+        if side.stats.n and side.stats.n < FEATURE_DIMS:
+            warnings.append(_count_warning(key, side.src, side.stats.n, floor is not None))
+        if expect_size is not None and side.images is not None:
+            w = _size_warning(key, side.src, side.images, expect_size)
+            if w:
+                warnings.append(w)
 
     return Comparison(
         fid=float(value),
@@ -212,4 +276,20 @@ def compare(
         floor=floor,
         weights={"origin": scorer.weights.origin, "sha256": scorer.weights_sha256},
         warnings=warnings,
+        floor_origin=floor_origin,
     )
+
+
+def _recorded_floor(sides: tuple[Side, ...], n: int, warnings: list[str]) -> tuple[Floor | None, str]:
+    """The floor recorded in a statistics side (the first that has one) at sample size ``n``."""
+    for side in sides:
+        rec = side.stats.floor if side.images is None else None
+        if not rec:
+            continue
+        if n and rec["n_sample"] == n:
+            return Floor.from_dict(rec), f"recorded in {side.src}"
+        at = f"not at A's {n}: not shown (--floor REAL measures it at {n})" if n else \
+            "and A's sample count is unknown: not shown"
+        warnings.append(f"{side.src} records the real-data floor at {rec['n_sample']} samples, {at}")
+        break
+    return None, ""

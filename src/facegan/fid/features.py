@@ -167,7 +167,8 @@ class FIDScorer:
     """pool3 features, statistics and FID inputs of uint8 images with the FID Inception.
 
     Args:
-        device: torch device for the network ("cpu", "cuda", ...).
+        device: where the network runs: "cpu", "cuda", "cuda:N", "auto" or a torch.device
+            (:func:`facegan.devices.pick_device`: "cuda" without a GPU is a FaceganError).
         weights: explicit weights file, or ``None`` for the resolution order of
             :func:`facegan.fid.inception.resolve_weights`, or an already resolved
             :class:`~facegan.fid.inception.Weights`.
@@ -179,7 +180,7 @@ class FIDScorer:
 
     def __init__(
         self,
-        device: str = "cpu",
+        device: Any = "cpu",
         weights: Any = None,
         batch_size: int | None = None,
         *,
@@ -191,7 +192,9 @@ class FIDScorer:
 
         from facegan.fid.inception import Weights, build_inception, resolve_weights
 
-        self.device = torch.device(device)
+        from facegan.devices import pick_device
+
+        self.device = pick_device(str(device))  # "auto", "cpu", "cuda[:N]" or a torch.device
         if batch_size is None:
             batch_size = 8 if self.device.type == "cpu" else 100
         if batch_size < 1:

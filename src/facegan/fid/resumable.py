@@ -8,6 +8,10 @@ state belongs to the same source prefix and the same Inception weights, and cont
 there; the final statistics equal those of one uninterrupted pass (the sums are the same sums
 in the same order) and the partial file is removed. A Ctrl-C loses at most the time since the
 last save.
+
+For ``facegan stats --floor`` the pass also keeps the features of a seeded random subset of the
+images (:func:`resumable_summary`, the same subset as :func:`~facegan.fid.features.summarize`
+would keep), saved with the moments, from which the real-data floor is computed at the end.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 from facegan.fileio import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
-    from facegan.fid.features import FIDScorer
+    from facegan.fid.features import FIDScorer, Summary
     from facegan.fid.sources import ImageSet
     from facegan.fid.stats import Stats
 
@@ -60,23 +64,40 @@ def resumable_statistics(images: "ImageSet", scorer: "FIDScorer", out: str | os.
     source whose first entries hash the same; otherwise the pass starts over (and says so on
     stderr). The caller removes the partial file once the statistics are saved.
     """
+    stats, _ = resumable_summary(images, scorer, out, strict=strict, workers=workers,
+                                 save_every_s=save_every_s, progress=progress)
+    return stats
+
+
+def resumable_summary(images: "ImageSet", scorer: "FIDScorer", out: str | os.PathLike, *,
+                      keep: int = 0, seed: int = 0, strict: bool = False, workers: int = 2,
+                      save_every_s: float = 120.0, progress: bool = True) -> tuple["Stats", "Summary"]:
+    """:func:`resumable_statistics` that also keeps the features of ``keep`` random images
+    (seeded; for the real-data floor), saved and resumed with the moments."""
     from tqdm import tqdm
 
     from facegan.errors import FaceganError
-    from facegan.fid.features import Moments
+    from facegan.fid.features import FEATURE_DIMS, Moments, Summary
     from facegan.fid.stats import Stats
 
     partial = partial_path(out)
     partial.parent.mkdir(parents=True, exist_ok=True)
     start, moments, hasher = 0, Moments(), hashlib.sha256()
+    keep = max(0, min(keep, images.count))
+    order = np.random.default_rng(seed).permutation(images.count)[:keep]
+    slot = np.full(images.count, -1, np.int64)
+    slot[order] = np.arange(keep)  # where image row i goes in ``kept`` (-1: not kept)
+    kept = np.zeros((keep, FEATURE_DIMS), np.float32)
     base = {"format": FORMAT, "weights_sha256": scorer.weights_sha256, "kind": images.kind,
-            "count": images.count, "strict": strict}
+            "count": images.count, "strict": strict, "keep": keep, "seed": seed}
     loaded = _load(partial) if partial.is_file() else None
     if loaded is not None:
         state, meta = loaded
         prefix = images.hash_prefix(int(meta["position"])) if all(meta.get(k) == v for k, v in base.items()) else None
         if prefix is not None and images.prefix_digest(prefix) == meta.get("prefix_sha256"):
             start, hasher = int(meta["position"]), prefix
+            if keep:
+                kept = np.array(state.pop("kept"), np.float32)
             moments = Moments.from_state(state)
             images.skipped = [tuple(x) for x in meta["skipped"]]
             print(f"facegan: resuming {partial.name}: {start} of {images.count} entries already done",
@@ -89,16 +110,22 @@ def resumable_statistics(images: "ImageSet", scorer: "FIDScorer", out: str | os.
                disable=None if progress else True, dynamic_ncols=True)
     try:
         for batch in images.batches(scorer.batch_size, strict=strict, workers=workers, start=start, hasher=hasher):
-            moments.update(scorer.batch_features(batch))
+            feats = scorer.batch_features(batch)
+            if keep:
+                s = slot[moments.n : moments.n + len(feats)]
+                kept[s[s >= 0]] = feats[s >= 0]
+            moments.update(feats)
             bar.update(images.position - bar.n)
             if time.monotonic() - last_save >= save_every_s and images.position < images.count:
                 meta = {**base, "position": images.position, "prefix_sha256": images.prefix_digest(hasher),
                         "skipped": [list(x) for x in images.skipped]}
-                _save(partial, moments.state(), meta)
+                _save(partial, {**moments.state(), **({"kept": kept} if keep else {})}, meta)
                 last_save = time.monotonic()
     finally:
         bar.close()
     if moments.n < 2:
         raise FaceganError(f"{images.path}: FID needs at least 2 images, found {moments.n}")
-    return Stats(moments.mean(), moments.cov(), moments.n, source=str(images.path),
-                 input_sha256=images.sha256, weights_sha256=scorer.weights_sha256)
+    stats = Stats(moments.mean(), moments.cov(), moments.n, source=str(images.path),
+                  input_sha256=images.sha256, weights_sha256=scorer.weights_sha256)
+    valid = order < moments.n  # images skipped while reading: their slots stay empty
+    return stats, Summary(moments, kept[valid], order[valid])

@@ -54,8 +54,9 @@ BATCH_PIXELS = 1 << 24
 _UNREADABLE = "-"
 
 
-def is_stats_file(src: str | os.PathLike) -> bool:
-    return str(src).lower().endswith(".npz")
+def is_stats_file(src: Any) -> bool:
+    """Whether ``src`` names an ``.npz`` statistics file (an in-memory array never does)."""
+    return isinstance(src, (str, os.PathLike)) and str(src).lower().endswith(".npz")
 
 
 @dataclass
