@@ -208,3 +208,34 @@ def test_slow_scoring_is_spread_out_to_its_share_of_the_time(cache, tmp_path):
     assert fid_interval(cfg, 300.0, 45.0) == 150.0
     assert fid_interval(cfg, 300.0, 45.0, distributed=True) == 50.0
     assert fid_interval(cfg, 17000.0, 0.2) == 50.0  # a fast GPU score: the plain interval
+
+
+def test_first_tick_comes_early_and_the_last_partial_tick_is_logged(cache, tmp_path, monkeypatch):
+    """However slow the steps, a first line comes after FIRST_TICK_S seconds; the steps after the
+    last full tick are logged too, so stats.jsonl and curves.png always have losses."""
+    import facegan.train.loop as loop
+
+    monkeypatch.setattr(loop, "FIRST_TICK_S", 0.0)  # "30 s" passes after the first step
+    training_loop(tiny(cache, tmp_path / "r", kimg=0.040, tick_kimg=0.032))
+    rows = [json.loads(x) for x in (tmp_path / "r" / "stats.jsonl").read_text().splitlines()]
+    ticks = [r for r in rows if "img_per_s" in r and "event" not in r]
+    assert [t["step"] for t in ticks] == [1, 4, 5]  # early first tick, the kimg-0.032 tick, the last partial one
+    assert all({"loss_d", "loss_g", "d_real", "d_fake"} <= set(t) for t in ticks)
+    assert all(0 <= t["d_real"] <= 1 and 0 <= t["d_fake"] <= 1 for t in ticks)
+
+
+def test_a_rerun_of_a_finished_run_trains_scores_and_draws_nothing(cache, tmp_path):
+    """Resuming a run that already reached its length: no step, no FID, no new grid."""
+    from test_train_parts import MeanColourScorer
+
+    scorer = MeanColourScorer()
+    ref = scorer.statistics(np.load(cache))
+    np.savez(tmp_path / "ref.npz", mu=ref.mu, sigma=ref.sigma)
+    kw = dict(kimg=0.016, ref=str(tmp_path / "ref.npz"), fid_kimg=1.0, fid_n=20, fid_share=0)
+    training_loop(tiny(cache, tmp_path / "r", **kw), scorer=scorer)
+    scored = len(scorer.calls)
+    grids = sorted((tmp_path / "r").glob("grid-0*.png"))
+    res = training_loop(config_for_resume(tmp_path / "r", {"kimg": 0.016}), resume=True, scorer=scorer)
+    assert res.status == "done" and res.nimg == 16
+    assert len(scorer.calls) == scored  # no FID for a training that took no step
+    assert sorted((tmp_path / "r").glob("grid-0*.png")) == grids

@@ -229,7 +229,12 @@ def test_fid_hook_scores_generated_images(tmp_path):
     G = create_generator("dcgan", z_dim=8, ngf=4, resolution=8).eval()
     fid = hook(G)
     assert scorer.calls[-1] == 50 and np.isfinite(fid) and fid > 0
-    assert hook(G) == fid  # seeds 0..n-1: the same images every time
+    assert hook(G) == fid  # fixed seeds: the same images every time
+    # Honest selection: the seeds that choose best.pt never overlap what `facegan sample` hands in.
+    from facegan.models.sampling import generate
+
+    assert min(hook.seeds) >= 1_000_000 and not set(hook.seeds) & set(range(1_000_000))
+    assert not np.array_equal(generate(G, hook.seeds[:4]), generate(G, [0, 1, 2, 3]))
     with pytest.raises(FaceganError, match="no such FID statistics"):
         FidHook(tmp_path / "missing.npz", torch.device("cpu"))
 
@@ -251,15 +256,23 @@ def test_monitor_logs_numbers_to_tensorboard_when_installed(tmp_path, monkeypatc
         def add_scalar(self, tag, value, step):
             written.append((tag, value, step))
 
+        def add_image(self, tag, image, step, dataformats):
+            written.append((tag, image.shape, step, dataformats))
+
         def close(self):
             opened.append("closed")
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
     mon = Monitor(tmp_path, total_img=1000, total_seconds=None, bar=False)
     mon.log({"kimg": 0.5, "step": 4, "loss_d": 1.25, "loss_g": 0.75, "fid": 99.0, "ok": True, "note": "x"})
+    mon.grid(np.zeros((4, 8, 8, 3), np.uint8), tmp_path / "grid.png", "kimg 0.5  epoch 0.1  EMA", 500)
     mon.close()
     assert opened == [str(tmp_path / "tb"), "closed"]
-    assert sorted(written) == [("fid", 99.0, 500), ("loss_d", 1.25, 500), ("loss_g", 0.75, 500)]
+    assert sorted(written[:3]) == [("fid", 99.0, 500), ("loss_d", 1.25, 500), ("loss_g", 0.75, 500)]
+    assert written[3] == ("samples", (22, 22, 3), 500, "HWC")  # the grid goes to TensorBoard too
+    from PIL import Image
+
+    assert Image.open(tmp_path / "grid.png").size == (22, 22 + 14)  # with its caption strip above
     assert json.loads((tmp_path / "stats.jsonl").read_text())["loss_d"] == 1.25
 
 

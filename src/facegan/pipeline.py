@@ -182,18 +182,19 @@ def train_step(cfg: RunConfig, cache: Path, ref: Path, out: Path, log: Callable[
     ``overrides``: further :class:`~facegan.train.TrainConfig` fields (model widths, batch...).
     """
     from facegan.train import TrainConfig, config_for_resume, training_loop
+    from facegan.train.autotune import tune_run
 
     length = {"minutes": cfg.minutes, "kimg": cfg.kimg}
     if (out / "last.pt").is_file():
         log(f"[3/6] train: resuming {out / 'last.pt'} (until {_length(cfg)})")
         tcfg = config_for_resume(out, {**length, "ref": str(ref), "fid_n": cfg.n, "fid_kimg": cfg.fid_kimg,
                                        "device": cfg.device, "threads": cfg.threads})
-        result = training_loop(tcfg, resume=True)
+        result = training_loop(tcfg, resume=True, tuned=tune_run(tcfg))
     else:
         log(f"[3/6] train: DCGAN for {_length(cfg)} -> {out}")
         tcfg = TrainConfig(data=str(cache), out=str(out), ref=str(ref), fid_n=cfg.n, fid_kimg=cfg.fid_kimg,
                            device=cfg.device, seed=cfg.seed, threads=cfg.threads, **length, **(overrides or {}))
-        result = training_loop(tcfg)
+        result = training_loop(tcfg, tuned=tune_run(tcfg))
     if result.status != "done":
         raise KeyboardInterrupt  # the checkpoint is written; the CLI says how to go on
     return result.best if result.best is not None and result.best.is_file() else result.last

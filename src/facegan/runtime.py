@@ -23,9 +23,10 @@ import torch
 
 def configure_torch(device: torch.device | str, threads: int | None = None) -> None:
     """Apply the settings above for a process that trains or samples on ``device``."""
+    from facegan.devices import set_threads
+
     device = torch.device(device)
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     if device.type == "cpu":
         torch.set_flush_denormal(True)
     elif device.type == "cuda":

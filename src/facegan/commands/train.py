@@ -81,9 +81,11 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_for_resume(given.pop("out"), given)
     else:
         cfg = dataclass_from_args(TrainConfig, args, **nets)
+    from facegan.train.autotune import tune_run
+
     configure_torch(pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0"))), cfg.threads)
     under_torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    result = training_loop(cfg, resume=args.resume, destroy_process_group=not under_torchrun)
+    result = training_loop(cfg, resume=args.resume, destroy_process_group=not under_torchrun, tuned=tune_run(cfg))
     code = 0 if result.status == "done" else 128 + int(result.signal or 2)
     if under_torchrun:
         # Everything is written and every rank has passed the final barrier: leave without

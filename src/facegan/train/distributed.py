@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from facegan.devices import pick_device  # noqa: F401  (the one device rule, re-exported)
 from facegan.errors import FaceganError
 
 
@@ -38,17 +39,6 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → the local GPU when there is one, else the CPU; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise FaceganError("--device cuda: no CUDA GPU is visible to PyTorch (use --device cpu or auto)")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
 
 
 def setup(device: str = "auto") -> DistInfo:

@@ -39,6 +39,8 @@ from facegan.models.sampling import generate, has_batchnorm, recalibrate_batchno
 from facegan.train import checkpoint as ckpt_io
 from facegan.train import distributed as dist_util
 from facegan.train.augment import Augment, parse_policy
+from facegan.train.autotune import ThreadWatch, TuneResult
+from facegan.train.autotune import apply as apply_tuning
 from facegan.train.config import FROZEN_ON_RESUME, TrainConfig, config_from_dict, config_to_dict
 from facegan.train.ema import ema_beta, make_ema, update_ema
 from facegan.grids import save_grid
@@ -277,7 +279,7 @@ class SamplingModel:
 
 
 def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None,
-                  destroy_process_group: bool = True) -> TrainResult:
+                  destroy_process_group: bool = True, tuned: TuneResult | None = None) -> TrainResult:
     """Train ``cfg.arch`` on ``cfg.data`` into ``cfg.out`` until ``cfg.kimg``/``cfg.minutes``.
 
     Args:
@@ -286,6 +288,9 @@ def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None,
         scorer: stand-in for ``facegan.fid.FIDScorer`` (used only with ``cfg.ref``).
         destroy_process_group: under torchrun, destroy the process group at the end; the CLI
             passes False and leaves with ``os._exit`` (see :func:`distributed.teardown`).
+        tuned: the measured speed settings (:func:`facegan.train.autotune.tune_run`) used in
+            place of ``cfg``'s ``auto`` ones; the thread count is then re-checked when the speed
+            falls far below the measured one. ``cfg`` itself (and config.json) keeps ``auto``.
 
     Process-wide settings (threads, flushing denormals, TF32) are the caller's:
     :func:`facegan.runtime.configure_torch`. Raises :class:`FaceganError` for unusable input and
@@ -294,7 +299,7 @@ def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None,
     """
     info = dist_util.setup(cfg.device)
     try:
-        return _Run(cfg, info, resume, scorer).train()
+        return _Run(cfg, info, resume, scorer, tuned).train()
     finally:
         dist_util.teardown(info, destroy=destroy_process_group)
 
@@ -302,8 +307,13 @@ def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None,
 class _Run:
     """One call of :func:`training_loop`: its parts, counters and outputs."""
 
-    def __init__(self, cfg: TrainConfig, info: dist_util.DistInfo, resume: bool, scorer: Any):
-        self.cfg, self.info, self.resume = cfg, info, resume
+    def __init__(self, cfg: TrainConfig, info: dist_util.DistInfo, resume: bool, scorer: Any,
+                 tuned: TuneResult | None = None):
+        self.cfg, self.info, self.resume, self.tuned = cfg, info, resume, tuned
+        self.watch = None
+        if tuned is not None:
+            torch.set_num_threads(tuned.best.threads)
+            self.watch = ThreadWatch(tuned.best.img_per_s, tuned.best.threads)
         self.out = Path(cfg.out)
         self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
         state = self._checked_state()
@@ -313,7 +323,7 @@ class _Run:
             (self.out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
         images = load_uint8_array(cfg.data)
         _check_data(images, cfg, info.world_size)
-        self.parts = build_parts(cfg, images, info)
+        self.parts = build_parts(cfg if tuned is None else apply_tuning(cfg, tuned), images, info)
         del images
         self.progress = Progress() if state is None else restore(self.parts, state, info, cfg)
         del state
@@ -360,6 +370,12 @@ class _Run:
             f"{', 4x4-map convs as matmuls' if p.matmul else ''}{', torch.compile' if cfg.compile else ''}"
             f"{f', resuming at kimg {self.progress.nimg / 1000:.1f}' if self.resume else ''}"
         )
+        if self.tuned is not None:
+            self.mon.message(self.tuned.report())
+            b = self.tuned.best
+            self.mon.log({"event": "speed", "kimg": self.progress.nimg / 1000, "cached": self.tuned.cached,
+                          "chosen": b.describe(), "img_per_s": round(b.img_per_s, 1),
+                          "tried": {c.describe(): round(c.img_per_s, 1) for c in self.tuned.tried}})
         if not (self.out / "grid-real.png").exists():
             save_grid(np.asarray(p.loader.data[:GRID_SIZE].cpu()), self.out / "grid-real.png")
 
@@ -509,6 +525,11 @@ class _Run:
         self.mon.tick({"kimg": pr.nimg / 1000, "step": pr.step, "img_per_s": rate, **means,
                        "elapsed_s": round(pr.elapsed, 1), "eta_s": self.mon.eta(pr.nimg, pr.elapsed, rate)})
         sums.reset()
+        change = self.watch.after_tick(rate) if self.watch is not None else None
+        if change is not None:
+            torch.set_num_threads(change[0])
+            self.mon.message(f"threads: {change[1]}")
+            self.mon.log({"event": "threads", "kimg": pr.nimg / 1000, "threads": change[0], "why": change[1]})
 
     def _finish(self, status: str, sig: int | None, trained: bool) -> None:
         pr, out = self.progress, self.out

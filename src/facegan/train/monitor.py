@@ -43,11 +43,12 @@ def plot_curves(stats_path: str | os.PathLike, out_png: str | os.PathLike) -> Pa
     """Plot every logged scalar against thousands of images: losses (``loss_*``), the other step
     scalars (D's outputs, R1, augmentation), and FID where scored; None without data."""
     rows = read_stats(stats_path)
-    ticks = [r for r in rows if "img_per_s" in r]
+    ticks = [r for r in rows if "img_per_s" in r and "event" not in r]
     fids = [r for r in rows if r.get("fid") is not None]
     names = [k for k in dict.fromkeys(k for r in ticks for k in r) if k not in _BOOKKEEPING]
     losses = [k for k in names if k.startswith("loss")]
-    others = [k for k in names if not k.startswith("loss") and isinstance(ticks[-1].get(k, 0.0), (int, float))]
+    others = [k for k in names if not k.startswith("loss")
+              and all(isinstance(r.get(k, 0.0), (int, float)) and not isinstance(r.get(k), bool) for r in ticks)]
     panels = [("loss (mean over tick)", losses)] * bool(losses) + [("D outputs / regularisers", others)] * bool(others)
     if not panels and not fids:
         return None

@@ -1,0 +1,257 @@
+"""Speed choices on the CPU, measured on the machine at hand instead of assumed.
+
+What helps differs between CPUs and with the load: on an Intel Xeon with AMX, bf16 autocast and
+the 4x4-map matrix-product convolutions made the DCGAN 4.3x the tutorial recipe; on an AMD EPYC
+(AVX512-BF16, no AMX) the matrix products gained nothing; with another process on one of two
+cores, 2 threads fell to a fifth of 1 thread's speed. So when ``--precision``,
+``--matmul-convs`` and ``--threads`` are left to ``auto``, :func:`tune` times a few real steps of
+the run's own model with each candidate (greedily: precision, then the matrix products, then
+threads), keeps the fastest, and says what it measured. The answer is cached per machine and
+model shape, so a short run or a resume does not pay for it twice.
+
+During the run, :class:`ThreadWatch` notices when the speed falls far below what was measured
+(the load changed) and tries the other thread count for one tick, keeping whichever is faster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from facegan.fileio import atomic_write_text
+
+#: Images used to time the candidates (a few batches' worth of the run's own photos).
+PROBE_IMAGES = 512
+#: Seconds of steady steps each candidate gets (after one warm-up step): at least 2 steps, and
+#: no more than PROBE_MAX_STEPS (tiny models are timed in a blink).
+PROBE_SECONDS = 1.5
+PROBE_MAX_STEPS = 50
+
+
+@dataclass
+class Choice:
+    """One candidate setting and its measured speed."""
+
+    precision: str
+    matmul_convs: str
+    threads: int
+    img_per_s: float = 0.0
+
+    def describe(self) -> str:
+        mm = "matmul convs" if self.matmul_convs == "on" else "library convs"
+        return f"{self.precision}, {mm}, {self.threads} thread{'s' * (self.threads > 1)}"
+
+
+@dataclass
+class TuneResult:
+    """What :func:`tune` chose, everything it timed, and whether it came from the cache."""
+
+    best: Choice
+    tried: list[Choice]
+    cached: bool
+
+    def report(self) -> str:
+        rows = ", ".join(f"{c.describe()} {c.img_per_s:.0f} img/s" for c in self.tried)
+        return (f"speed check ({'cached' if self.cached else 'measured'} on this machine): {rows} "
+                f"-> {self.best.describe()}")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
+def cache_path() -> Path:
+    base = os.environ.get("FACEGAN_CACHE") or str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facegan")
+    return Path(base) / "speed.json"
+
+
+def _key(cfg: Any) -> str:
+    """Machine and model shape: what the best setting depends on (not the data, not the length)."""
+    from facegan.train.config import config_to_dict
+
+    c = config_to_dict(cfg)
+    shape = {k: c[k] for k in ("arch", "g", "d", "batch", "resolution", "n_dis", "joint_d", "channels_last", "compile")}
+    shape["r1"] = c["r1_gamma"] > 0
+    shape["augment"] = c["augment"]
+    text = json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "torch": str(torch.__version__), **shape},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def needs_tuning(cfg: Any, device: torch.device) -> bool:
+    """True for a CPU run with at least one of the three settings left to auto."""
+    return device.type == "cpu" and (cfg.precision == "auto" or cfg.matmul_convs == "auto" or cfg.threads is None)
+
+
+def _time_candidate(cfg: Any, images: np.ndarray, choice: Choice) -> float:
+    """img/s of ``choice`` over a few real steps of a throwaway copy of the run's parts."""
+    from facegan.train.distributed import DistInfo
+    from facegan.train.loop import build_parts
+
+    torch.set_num_threads(choice.threads)
+    trial = dataclasses.replace(cfg, precision=choice.precision, matmul_convs=choice.matmul_convs,
+                                threads=choice.threads, compile=False)
+    parts = build_parts(trial, images, DistInfo())
+    z_dim = trial.z_dim
+
+    def noise() -> torch.Tensor:
+        return torch.randn(parts.loader.batch_size, z_dim, generator=parts.noise)
+
+    parts.step(lambda: next(parts.loader), noise)  # warm-up: first-call allocations, kernel choice
+    done, t0 = 0, time.perf_counter()
+    while done < 2 or (time.perf_counter() - t0 < PROBE_SECONDS and done < PROBE_MAX_STEPS):
+        parts.step(lambda: next(parts.loader), noise)
+        done += 1
+    return done * cfg.batch * cfg.n_dis / (time.perf_counter() - t0)
+
+
+def tune(cfg: Any, images: np.ndarray, *, use_cache: bool = True,
+         timer: Callable[[Any, np.ndarray, Choice], float] = _time_candidate) -> TuneResult:
+    """Measure the candidates for the ``auto`` settings of a CPU run of ``cfg`` and pick the fastest.
+
+    Greedy, in the order the effects are largest: precision (bf16 only where the CPU has
+    AVX512-BF16/AMX), then the matrix-product convolutions, then threads (1 vs one per core).
+    Settings the user fixed are not tried. Global random state is saved and restored, so a run
+    that tunes trains exactly like one that does not.
+    """
+    from facegan.train.loop import cpu_has_fast_bf16
+
+    key = _key(cfg)
+    path = cache_path()
+    if use_cache:
+        try:
+            hit = json.loads(path.read_text()).get(key)
+        except (OSError, ValueError):
+            hit = None
+        if hit:
+            return TuneResult(Choice(**hit["best"]), [Choice(**c) for c in hit["tried"]], cached=True)
+    cores = os.cpu_count() or 1
+    threads_before = torch.get_num_threads()
+    probe = np.asarray(images[: max(PROBE_IMAGES, cfg.batch)])
+    precisions = [cfg.precision] if cfg.precision != "auto" else (["bf16", "fp32"] if cpu_has_fast_bf16() else ["fp32"])
+    matmuls = [cfg.matmul_convs] if cfg.matmul_convs != "auto" else ["on", "off"]
+    threads = [cfg.threads] if cfg.threads is not None else sorted({cores, 1}, reverse=True)
+    rng = _save_rng()
+    tried: list[Choice] = []
+
+    def measure(c: Choice) -> Choice:
+        for t in tried:
+            if (t.precision, t.matmul_convs, t.threads) == (c.precision, c.matmul_convs, c.threads):
+                return t
+        c.img_per_s = timer(cfg, probe, c)
+        tried.append(c)
+        return c
+
+    try:
+        best = max((measure(Choice(p, matmuls[0], threads[0])) for p in precisions), key=lambda c: c.img_per_s)
+        best = max((measure(Choice(best.precision, m, threads[0])) for m in matmuls), key=lambda c: c.img_per_s)
+        best = max((measure(Choice(best.precision, best.matmul_convs, t)) for t in threads), key=lambda c: c.img_per_s)
+    finally:
+        _restore_rng(rng)
+        torch.set_num_threads(threads_before)
+    result = TuneResult(best, tried, cached=False)
+    if use_cache:
+        _store(path, key, result)
+    return result
+
+
+def apply(cfg: Any, result: TuneResult) -> Any:
+    """``cfg`` with the chosen settings in place of ``auto`` (what the run then records)."""
+    b = result.best
+    return dataclasses.replace(cfg, precision=b.precision, matmul_convs=b.matmul_convs, threads=b.threads)
+
+
+def _store(path: Path, key: str, result: TuneResult) -> None:
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        table = {}
+    table[key] = {"best": dataclasses.asdict(result.best), "tried": [dataclasses.asdict(c) for c in result.tried],
+                  "cpu": cpu_name(), "when": time.strftime("%Y-%m-%d %H:%M")}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(table, indent=1))
+    except OSError:
+        pass  # a read-only home: measuring again next time is the only cost
+
+
+def _save_rng() -> tuple:
+    import random
+
+    return random.getstate(), np.random.get_state(), torch.get_rng_state()
+
+
+def _restore_rng(state: tuple) -> None:
+    import random
+
+    random.setstate(state[0])
+    np.random.set_state(state[1])
+    torch.set_rng_state(state[2])
+
+
+class ThreadWatch:
+    """Re-checks the thread count when the speed falls far below what was measured.
+
+    After ``patience`` ticks below ``drop`` × the expected rate, it switches to the other thread
+    count for one tick (:meth:`after_tick` returns the count to set), then keeps whichever of
+    the two ran faster and expects that speed from then on.
+    """
+
+    def __init__(self, expected: float, threads: int, cores: int | None = None, *, drop: float = 0.5,
+                 patience: int = 2):
+        self.expected, self.threads = expected, threads
+        self.cores = cores or os.cpu_count() or 1
+        self.drop, self.patience = drop, patience
+        self._slow = 0
+        self._trial: tuple[int, float] | None = None  # (threads before the trial, their rate)
+
+    def after_tick(self, rate: float) -> tuple[int, str] | None:
+        """Feed one tick's img/s; returns (threads to use from now, why) when something changes."""
+        if self._trial is not None:
+            before, before_rate = self._trial
+            self._trial = None
+            if rate >= before_rate:
+                self.expected = rate
+                return self.threads, f"kept {self.threads} thread(s): {rate:.0f} img/s vs {before_rate:.0f}"
+            tried, self.threads, self.expected = self.threads, before, before_rate
+            return before, f"{tried} thread(s) ran {rate:.0f} img/s, not faster: back to {before}"
+        if self.cores < 2 or rate >= self.drop * self.expected:
+            self._slow = 0
+            return None
+        self._slow += 1
+        if self._slow < self.patience:
+            return None
+        self._slow = 0
+        other = 1 if self.threads > 1 else self.cores
+        self._trial = (self.threads, rate)
+        self.threads = other
+        return other, (f"speed fell to {rate:.0f} img/s (measured {self.expected:.0f}): the machine is busier; "
+                       f"trying {other} thread(s) for one tick")
+
+
+def tune_run(cfg: Any) -> TuneResult | None:
+    """At a command's entry: tune a CPU run whose speed settings are left to auto (not under
+    torchrun, where the ranks would have to agree); None when there is nothing to tune."""
+    from facegan.devices import pick_device
+    from facegan.images import load_uint8_array
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or not needs_tuning(cfg, pick_device(cfg.device)):
+        return None
+    return tune(cfg, load_uint8_array(cfg.data))
