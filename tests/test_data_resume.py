@@ -73,28 +73,73 @@ def test_interrupt_keeps_previous_output_and_resume_finishes(tmp_path, counting)
     assert not work_dir(out).exists()
 
 
-def test_changed_files_or_no_resume_restart_cleanly(tmp_path, counting):
+def test_a_changed_file_costs_its_chunk_and_a_changed_list_or_no_resume_restarts(tmp_path, counting):
     faces(tmp_path / "src", 12)
     out = tmp_path / "c.npy"
     cfg = PrepareConfig(workers=1, chunk=4)
     counting.stop_at = "0010.png"
     with pytest.raises(KeyboardInterrupt):
         prepare(tmp_path / "src", out, cfg, **QUIET)
-    # an edited file (new size/mtime) makes the old chunks stale
+    # an edited file makes its own chunk stale, not the others
     Image.fromarray(np.zeros((80, 80, 3), np.uint8)).save(tmp_path / "src" / "0001.png")
     counting.stop_at, counting.calls = None, 0
     logs: list[str] = []
     report = prepare(tmp_path / "src", out, cfg, progress=False, log=logs.append)
-    assert report.resumed_chunks == 0 and counting.calls == 12
-    assert any("discarding" in m for m in logs)
+    assert report.resumed_chunks == 1 and counting.calls == 8  # chunk 0 redone, chunk 2 done
+    assert any("input files of 1 finished chunk(s) changed" in m for m in logs)
     assert np.load(out)[1].max() == 0
+
+    counting.stop_at = "0010.png"
+    with pytest.raises(KeyboardInterrupt):
+        prepare(tmp_path / "src", out, cfg, **QUIET)
+    faces(tmp_path / "src" / "more", 1)  # one more file: another list, another run
+    counting.stop_at, counting.calls = None, 0
+    logs = []
+    prepare(tmp_path / "src", out, cfg, progress=False, log=logs.append)
+    assert counting.calls == 13 and any("discarding" in m for m in logs)
 
     counting.stop_at = "0010.png"
     with pytest.raises(KeyboardInterrupt):
         prepare(tmp_path / "src", out, cfg, **QUIET)
     counting.stop_at, counting.calls = None, 0
     prepare(tmp_path / "src", out, PrepareConfig(workers=1, chunk=4, resume=False), **QUIET)
-    assert counting.calls == 12
+    assert counting.calls == 13
+
+
+def test_a_file_rewritten_with_the_same_size_and_mtime_is_not_trusted(tmp_path, counting):
+    faces(tmp_path / "src", 8)
+    out = tmp_path / "c.npy"
+    cfg = PrepareConfig(workers=1, chunk=4)
+    counting.stop_at = "0006.png"
+    with pytest.raises(KeyboardInterrupt):
+        prepare(tmp_path / "src", out, cfg, **QUIET)
+    victim = tmp_path / "src" / "0002.png"
+    st = victim.stat()
+    with Image.open(victim) as im:
+        blank = np.zeros((im.height, im.width, 3), np.uint8)
+    victim.write_bytes(_png_same_length(blank, st.st_size))
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))  # as rsync -t or a careful tool leaves it
+    assert victim.stat().st_size == st.st_size and victim.stat().st_mtime_ns == st.st_mtime_ns
+    counting.stop_at, counting.calls = None, 0
+    report = prepare(tmp_path / "src", out, cfg, **QUIET)
+    assert report.resumed_chunks == 0 and counting.calls == 8
+    assert np.load(out)[2].max() == 0  # the new content, not the cached old one
+
+
+def _png_same_length(image: np.ndarray, length: int) -> bytes:
+    """A PNG of ``image`` padded (with a private ancillary chunk) to exactly ``length`` bytes."""
+    import io
+    import struct
+    import zlib
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    png = buf.getvalue()
+    pad = length - len(png) - 12  # a chunk is 4 length + 4 type + data + 4 crc
+    assert pad >= 0, "the replacement must be smaller than the original"
+    body = b"\0" * pad
+    chunk = struct.pack(">I", pad) + b"prVt" + body + struct.pack(">I", zlib.crc32(b"prVt" + body))
+    return png[:-12] + chunk + png[-12:]  # before IEND
 
 
 def test_corrupt_chunk_is_redone(tmp_path, counting):

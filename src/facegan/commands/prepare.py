@@ -13,19 +13,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "prepare",
+        usage="facegan prepare SRC -o OUT.npy [--split {all,train,valid,test}] [options]",
         help="photos -> uint8 (N, 64, 64, 3) .npy training cache + JSON sidecar",
         description=(
             "Decode every photo once with the brief's preprocessing (torchvision Resize(64) then "
             "CenterCrop(64), byte-identical) into a memory-mappable uint8 .npy of shape "
             "(N, 64, 64, 3), plus a JSON sidecar (source, file-list hash, count, skipped files). "
             "SRC: the CelebA layout (celeba/img_align_celeba/ + list_eval_partition.txt), any "
-            "folder of images (recursive, sorted) or a .zip/.tar(.gz) of images. Uses all cores; "
-            "an interrupted run resumes when run again."
+            "folder of images (recursive, sorted; only regular files are read) or a .zip/.tar(.gz) "
+            "of images. Uses all cores. After Ctrl-C, a kill or a full disk, the same command "
+            "resumes from OUT.partial/: a finished chunk is reused when the file list and options "
+            "are the same and the sha256 of each of its input files, and of its own output, still "
+            "match what it recorded (hashed again on resume, a few seconds for all of CelebA; "
+            "sizes and modification times are not trusted)."
         ),
+        epilog="example: facegan prepare path/to/celeba -o data/celeba64.npy",
     )
     p.add_argument("src", metavar="SRC", help="CelebA root, folder of images, or .zip/.tar(.gz)")
     p.add_argument("-o", "--out", required=True, metavar="OUT.npy",
-                   help="the cache to write (its sidecar is OUT.json)")
+                   help="the cache to write (required; its sidecar is OUT.json)")
     p.add_argument("--download", action="store_true",
                    help="first fetch CelebA into SRC with torchvision's downloader (needs internet "
                         "and the gdown package; explains what to do when it fails)")

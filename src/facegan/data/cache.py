@@ -4,11 +4,15 @@
 worker processes, in chunks:
 
 * each chunk is written to ``<out>.partial/`` (atomically) and is the unit of progress and resume;
-  the work folder is keyed by a hash of the file list, the files' sizes/mtimes and the options, so
-  a re-run after Ctrl-C or ``kill`` reuses the finished chunks, and a changed input restarts;
-* the final array is assembled inside the work folder and renamed onto ``out`` only when complete,
-  so ``out`` is always either absent, the previous result or the new one; the JSON sidecar
-  (:func:`sidecar_path`) is renamed right after it.
+  the work folder is keyed by a hash of the file list and the options, so a re-run after Ctrl-C,
+  ``kill`` or a full disk reuses the finished chunks — each only after checking, by hashing them
+  again, that the bytes of its input files and of its own output are those it recorded (sizes
+  and mtimes are not trusted: a file rewritten in place keeps both); a changed file costs its
+  chunk, not the run;
+* the final array is written beside ``out`` (:func:`facegan.fileio.atomic_write`) and renamed onto
+  it only when complete, so ``out`` is always either absent, the previous result or the new one;
+  the JSON sidecar (:func:`sidecar_path`) follows it. A failed write (disk full) is one message
+  naming the file; the finished chunks stay for the next run.
 
 Per-file decisions taken here (the conversions themselves are :mod:`facegan.data.transform`'s):
 
@@ -25,6 +29,7 @@ elsewhere); :func:`prepare_image` is looked up here, so that is where tests patc
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import multiprocessing as mp
 import os
@@ -33,20 +38,23 @@ import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import numpy as np
 
 from facegan.data.celeba import resolve_source
 from facegan.data.transform import prepare_image
-from facegan.errors import BadImageError, FaceganError
-from facegan.fileio import atomic_write, clean_stale_temps
+from facegan.errors import BadImageError, FaceganError, WriteError
+from facegan.fileio import atomic_write, atomic_write_text, check_output_file, clean_stale_temps, file_digest
 from facegan.images import ImageSource
 
 #: Bumped when the cache's content for the same input would change (part of the resume key).
 CACHE_FORMAT = "facegan-cache/1"
+#: Format of the work folder's chunk records (part of the resume key: older chunks are redone).
+_CHUNK_FORMAT = 2
 
 
 @dataclass
@@ -67,7 +75,8 @@ class PrepareConfig:
     """Fail on the first unusable file (bad image, or non-image file in SRC) instead of skipping
     and listing it."""
     resume: bool = True
-    """Reuse the finished chunks of an interrupted run on the same files and options."""
+    """Reuse the finished chunks of an interrupted run on the same file list and options; each
+    is reused only if its input files and its own output still hash as recorded."""
 
     def __post_init__(self) -> None:
         if self.size < 1:
@@ -95,7 +104,7 @@ class PrepareReport:
 
 
 # ---------------------------------------------------------------------------------------------
-# The resume key: which files, in which order, unchanged
+# The resume key (which files, in which order, which options) and each chunk's content hashes
 
 
 def list_hash(names: list[str]) -> str:
@@ -103,17 +112,34 @@ def list_hash(names: list[str]) -> str:
     return hashlib.sha256("\n".join(names).encode()).hexdigest()
 
 
-def _fingerprint(source: ImageSource) -> str:
-    """Hash of the files' sizes and mtimes, so an edited file invalidates a resume."""
+def _inputs_hash(names: list[str], digests: dict[str, str]) -> str:
+    """sha256 over ``name NUL sha256(bytes) LF`` of a chunk's files ("-": could not be read)."""
     h = hashlib.sha256()
-    if source.kind == "folder":
-        for name in source.names:
-            st = (source.path / name).stat()
-            h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    else:
-        st = source.path.stat()
-        h.update(f"{st.st_size}\0{st.st_mtime_ns}".encode())
+    for name in names:
+        h.update(name.encode("utf-8", "surrogateescape") + b"\0" + digests.get(name, "-").encode() + b"\n")
     return h.hexdigest()
+
+
+def _read_digests(source: ImageSource, names: list[str]) -> dict[str, str]:
+    """``{name: sha256 of its bytes}`` for ``names`` (missing: unreadable). A tar is read in one
+    pass in archive order (its cheap order); folders and zips read only the files asked for."""
+    wanted, out = set(names), {}
+    try:
+        if source.kind == "tar":
+            for name, data in source.iter_bytes():
+                if name in wanted:
+                    out[name] = hashlib.sha256(data).hexdigest()
+        else:
+            for name in names:
+                try:
+                    out[name] = hashlib.sha256(source.read_bytes(name)).hexdigest()
+                except BadImageError:
+                    pass
+    except BadImageError:
+        pass  # the archive cannot be read on: the rest count as unreadable (their chunks are redone)
+    finally:
+        source.close()
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,10 +177,12 @@ def _process_chunk(job: tuple[int, int, int]) -> dict[str, Any]:
     w = _WORKER
     source: ImageSource = w["source"]
     size, small, strict = w["size"], w["small"], w["strict"]
-    arrays, skipped, upsampled, converted, rotated = [], [], [], {}, 0
+    arrays, skipped, upsampled, converted, rotated, digests = [], [], [], {}, 0, {}
     for name in source.names[start:stop]:
         try:
-            arr, notes = prepare_image(source.read_bytes(name), name, size)
+            raw = source.read_bytes(name)
+            digests[name] = hashlib.sha256(raw).hexdigest()  # what a resume checks this chunk by
+            arr, notes = prepare_image(raw, name, size)
             if min(notes["original"]) < size:
                 if small == "skip":
                     width, height = notes["original"]
@@ -170,11 +198,15 @@ def _process_chunk(job: tuple[int, int, int]) -> dict[str, Any]:
         rotated += notes["rotated"]
         arrays.append(arr)
     stack = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
+    buf = io.BytesIO()
+    np.save(buf, stack, allow_pickle=False)
+    data = buf.getvalue()
     meta = {"index": index, "start": start, "stop": stop, "good": len(arrays),
             "skipped": skipped, "upsampled": upsampled, "converted": converted,
-            "rotated": rotated}
+            "rotated": rotated, "inputs_sha256": _inputs_hash(source.names[start:stop], digests),
+            "output_sha256": hashlib.sha256(data).hexdigest()}
     npy, js = _chunk_paths(w["work"], index)
-    atomic_write(npy, lambda f: np.save(f, stack, allow_pickle=False))
+    atomic_write(npy, lambda f: f.write(data))
     # The .json is written last: its presence marks the chunk as finished.
     atomic_write(js, lambda f: f.write(json.dumps(meta).encode()))
     return meta
@@ -182,18 +214,45 @@ def _process_chunk(job: tuple[int, int, int]) -> dict[str, Any]:
 
 def _finished_chunk(work: Path, index: int, start: int, stop: int, size: int,
                     strict: bool) -> dict[str, Any] | None:
-    """The summary of an already finished chunk, or None when it must be (re)done."""
+    """The record of an already finished chunk whose output still hashes as recorded, or None
+    when it must be (re)done. Its inputs are checked by the caller (:func:`_check_inputs`)."""
     npy, js = _chunk_paths(work, index)
     try:
         meta = json.loads(js.read_text())
+        if (meta.get("start"), meta.get("stop")) != (start, stop) or file_digest(npy) != meta["output_sha256"]:
+            return None
         arr = np.load(npy, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    if (meta.get("start"), meta.get("stop")) != (start, stop) or arr.shape != (meta["good"], size, size, 3):
+    if arr.shape != (meta["good"], size, size, 3):
         return None
     if strict and meta["skipped"]:
         return None  # a non-strict run skipped something: redo it so strict mode can fail on it
     return meta
+
+
+def _check_inputs(source: ImageSource, jobs: list[tuple[int, int, int]],
+                  metas: dict[int, dict[str, Any]]) -> list[int]:
+    """Drop from ``metas`` the chunks whose input files no longer hash as recorded; their indices."""
+    if not metas:
+        return []
+    reused = [(i, start, stop) for i, start, stop in jobs if i in metas]
+    digests = _read_digests(source, [n for _, start, stop in reused for n in source.names[start:stop]])
+    changed = [i for i, start, stop in reused
+               if _inputs_hash(source.names[start:stop], digests) != metas[i].get("inputs_sha256")]
+    for i in changed:
+        del metas[i]
+    return changed
+
+
+def _write_cache(f, work: Path, ordered: list[dict[str, Any]], shape: tuple[int, ...]) -> None:
+    """The final ``.npy``, written sequentially from the chunks (no memory map: a full disk is
+    an ordinary OSError, never a SIGBUS)."""
+    np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                                             "fortran_order": False, "shape": shape})
+    for m in ordered:
+        part = np.load(_chunk_paths(work, m["index"])[0], allow_pickle=False)
+        f.write(np.ascontiguousarray(part).tobytes())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,6 +283,20 @@ def _pool_context():
     return mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
 
 
+@contextmanager
+def _kept_on_failure(work: Path, metas: dict[int, dict[str, Any]], n_jobs: int, log) -> Iterator[None]:
+    """On Ctrl-C or a failed write (disk full): say that the finished chunks are kept, and how
+    to go on. ``metas`` holds the finished chunks at that moment."""
+    hint = f"run the same command again to resume from {work}/"
+    try:
+        yield
+    except KeyboardInterrupt:
+        log(f"prepare: interrupted; {len(metas)} of {n_jobs} chunks are finished and kept: {hint}")
+        raise
+    except WriteError as exc:
+        raise WriteError(f"{exc}; {len(metas)} of {n_jobs} chunks are finished and kept: {hint}") from exc
+
+
 def prepare(
     src: str | os.PathLike,
     out: str | os.PathLike,
@@ -242,11 +315,13 @@ def prepare(
     from tqdm import tqdm
 
     cfg = cfg or PrepareConfig()
-    out = Path(out)
-    if out.suffix != ".npy":
-        raise FaceganError(f"{out}: the cache must be a .npy file (e.g. data/celeba64.npy)")
-    if out.is_dir():
-        raise FaceganError(f"{out}: is a folder; give the .npy file to write")
+    out = check_output_file(out, suffix=".npy", what="cache (e.g. data/celeba64.npy)")
+    check_output_file(sidecar_path(out), what="sidecar")
+    work = work_dir(out)
+    if work.exists() and not work.is_dir():
+        raise FaceganError(f"{work}: is in the way (prepare keeps its unfinished chunks in this folder)")
+    clean_stale_temps(out.parent, out.name)  # a killed run's half-written cache (SIGKILL)
+    clean_stale_temps(out.parent, sidecar_path(out).name)
     t0 = time.perf_counter()
     source, info = resolve_source(src, cfg.split)
     names = source.names
@@ -262,12 +337,11 @@ def prepare(
 
     versions = {"pillow": PIL.__version__, "torchvision": torchvision.__version__}
     key = hashlib.sha256(json.dumps({
-        "format": CACHE_FORMAT, "source": str(source.path.resolve()), "list": list_hash(names),
-        "files": _fingerprint(source), "size": cfg.size, "small": cfg.small, "chunk": cfg.chunk,
+        "format": CACHE_FORMAT, "chunks": _CHUNK_FORMAT, "source": str(source.path.resolve()),
+        "list": list_hash(names), "size": cfg.size, "small": cfg.small, "chunk": cfg.chunk,
         "versions": versions,
     }, sort_keys=True).encode()).hexdigest()
 
-    work = work_dir(out)
     key_file = work / "key.json"
     if work.exists():
         old = None
@@ -276,119 +350,109 @@ def prepare(
         except (OSError, ValueError):
             pass
         if old != key or not cfg.resume:
-            why = "--no-resume" if cfg.resume is False else "the files or options changed"
+            why = "--no-resume" if cfg.resume is False else "the file list or options changed"
             log(f"prepare: discarding the unfinished run in {work} ({why})")
             shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"{work}: cannot create the work folder: {exc.strerror}") from exc
     if not key_file.exists():
         atomic_write(key_file, lambda f: f.write(json.dumps({"key": key, "src": str(src)}).encode()))
     clean_stale_temps(work)  # half-written files of a killed run
 
     jobs = [(i, s, min(s + cfg.chunk, len(names))) for i, s in enumerate(range(0, len(names), cfg.chunk))]
     metas: dict[int, dict[str, Any]] = {}
-    for index, start, stop in jobs:
-        meta = _finished_chunk(work, index, start, stop, cfg.size, cfg.strict)
-        if meta is not None:
-            metas[index] = meta
-    todo = [j for j in jobs if j[0] not in metas]
-    resumed = len(metas)
-    if info.get("missing_count"):
-        log(f"prepare: {info['missing_count']} files of split '{cfg.split}' in the partition file "
-            f"are not among the images (first: {info['missing_first'][0]})")
-    if resumed:
-        log(f"prepare: resuming: {resumed} of {len(jobs)} chunks already done in {work}")
+    with _kept_on_failure(work, metas, len(jobs), log):
+        for index, start, stop in jobs:
+            meta = _finished_chunk(work, index, start, stop, cfg.size, cfg.strict)
+            if meta is not None:
+                metas[index] = meta
+        if metas:
+            log(f"prepare: checking {len(metas)} finished chunks in {work} (hashing their input files)")
+            changed = _check_inputs(source, jobs, metas)
+            if changed:
+                log(f"prepare: the input files of {len(changed)} finished chunk(s) changed since: redoing "
+                    f"them (first: chunk {changed[0]})")
+        todo = [j for j in jobs if j[0] not in metas]
+        resumed = len(metas)
+        if info.get("missing_count"):
+            log(f"prepare: {info['missing_count']} files of split '{cfg.split}' in the partition file "
+                f"are not among the images (first: {info['missing_first'][0]})")
+        if resumed:
+            log(f"prepare: resuming: {resumed} of {len(jobs)} chunks already done in {work}")
 
-    done_images = sum(stop - start for i, start, stop in jobs if i in metas)
-    bar = tqdm(total=len(names), initial=done_images, unit="img", desc="prepare",
-               disable=None if progress else True, dynamic_ncols=True, smoothing=0.1)
-    initargs = (source, str(work), cfg.size, cfg.small, cfg.strict)
-    n_workers = _n_workers(cfg.workers, len(todo))
-    executor = None
-    try:
-        if n_workers == 1 or len(todo) <= 1:
-            _init_worker(*initargs)
-            results = map(_process_chunk, todo)
-        else:
-            source.close()  # no archive handle may be shared across fork
-            # ProcessPoolExecutor, not multiprocessing.Pool: Pool.terminate() on the error path
-            # could hang for good (its _help_stuff_finish waits on the task queue's lock; seen
-            # here once in ~6 test runs); shutting an executor down only cancels what has not started.
-            executor = ProcessPoolExecutor(n_workers, mp_context=_pool_context(),
-                                           initializer=_init_pool_worker, initargs=initargs)
-            results = (f.result() for f in as_completed([executor.submit(_process_chunk, job) for job in todo]))
-        for meta in results:
-            if "error" in meta:
-                name, reason = meta["error"]
-                raise FaceganError(f"{source.path}/{name}: {reason} (--strict: nothing written)")
-            metas[meta["index"]] = meta
-            bar.update(meta["stop"] - meta["start"])
-    except KeyboardInterrupt:
-        bar.close()
-        log(f"prepare: interrupted; {len(metas)} of {len(jobs)} chunks kept in {work}: "
-            "run the same command again to resume")
-        raise
-    finally:
-        bar.close()
-        if executor is not None:  # waits only for the chunks already running (one per worker)
-            executor.shutdown(wait=True, cancel_futures=True)
-        _WORKER.clear()
+        done_images = sum(stop - start for i, start, stop in jobs if i in metas)
+        bar = tqdm(total=len(names), initial=done_images, unit="img", desc="prepare",
+                   disable=None if progress else True, dynamic_ncols=True, smoothing=0.1)
+        initargs = (source, str(work), cfg.size, cfg.small, cfg.strict)
+        n_workers = _n_workers(cfg.workers, len(todo))
+        executor = None
+        try:
+            if n_workers == 1 or len(todo) <= 1:
+                _init_worker(*initargs)
+                results = map(_process_chunk, todo)
+            else:
+                source.close()  # no archive handle may be shared across fork
+                # ProcessPoolExecutor, not multiprocessing.Pool: Pool.terminate() on the error path
+                # could hang for good (its _help_stuff_finish waits on the task queue's lock; seen
+                # here once in ~6 test runs); shutting an executor down only cancels what has not started.
+                executor = ProcessPoolExecutor(n_workers, mp_context=_pool_context(),
+                                               initializer=_init_pool_worker, initargs=initargs)
+                results = (f.result() for f in as_completed([executor.submit(_process_chunk, job) for job in todo]))
+            for meta in results:
+                if "error" in meta:
+                    name, reason = meta["error"]
+                    raise FaceganError(f"{source.path}/{name}: {reason} (--strict: nothing written)")
+                metas[meta["index"]] = meta
+                bar.update(meta["stop"] - meta["start"])
+        finally:
+            bar.close()
+            if executor is not None:  # waits only for the chunks already running (one per worker)
+                executor.shutdown(wait=True, cancel_futures=True)
+            _WORKER.clear()
 
-    ordered = [metas[i] for i, _, _ in jobs]
-    count = sum(m["good"] for m in ordered)
-    skipped = [tuple(x) for x in source.skipped] + [tuple(s) for m in ordered for s in m["skipped"]]
-    if count == 0:
-        shown = "; ".join(f"{n}: {r}" for n, r in skipped[:5])
-        raise FaceganError(f"{src}: none of the {len(names)} images could be used ({shown})")
-    converted: dict[str, int] = {}
-    for m in ordered:
-        for mode, n in m["converted"].items():
-            converted[mode] = converted.get(mode, 0) + n
-    upsampled = [n for m in ordered for n in m["upsampled"]]
+        ordered = [metas[i] for i, _, _ in jobs]
+        count = sum(m["good"] for m in ordered)
+        skipped = [tuple(x) for x in source.skipped] + [tuple(s) for m in ordered for s in m["skipped"]]
+        if count == 0:
+            shown = "; ".join(f"{n}: {r}" for n, r in skipped[:5])
+            raise FaceganError(f"{src}: none of the {len(names)} images could be used ({shown})")
+        converted: dict[str, int] = {}
+        for m in ordered:
+            for mode, n in m["converted"].items():
+                converted[mode] = converted.get(mode, 0) + n
+        upsampled = [n for m in ordered for n in m["upsampled"]]
 
-    # Assemble inside the work folder (same file system), then rename onto `out`.
-    tmp_out = work / "assembled.npy"
-    arr = np.lib.format.open_memmap(tmp_out, mode="w+", dtype=np.uint8,
-                                    shape=(count, cfg.size, cfg.size, 3))
-    pos = 0
-    for m in ordered:
-        part = np.load(_chunk_paths(work, m["index"])[0], allow_pickle=False)
-        arr[pos:pos + len(part)] = part
-        pos += len(part)
-    arr.flush()
-    del arr
-    with open(tmp_out, "rb+") as f:
-        os.fsync(f.fileno())
-
-    seconds = time.perf_counter() - t0
-    meta = {
-        "format": CACHE_FORMAT,
-        **info,
-        "file_list_sha256": list_hash(names),
-        "order": "the source's sorted file names, skipped files removed",
-        "listed": len(names),
-        "count": count,
-        "shape": [count, cfg.size, cfg.size, 3],
-        "dtype": "uint8",
-        "transform": (f"PIL RGB -> torchvision Resize({cfg.size}) (bilinear, antialias) -> "
-                      f"CenterCrop({cfg.size}); train-time: x / 127.5 - 1"),
-        "conversions": "EXIF orientation applied; 16-bit scaled by 1/257; alpha over white; "
-                       "other modes via PIL convert('RGB')",
-        "small_images": cfg.small,
-        "skipped": [{"name": n, "reason": r} for n, r in skipped],
-        "upsampled": upsampled,
-        "converted": converted,
-        "rotated": sum(m["rotated"] for m in ordered),
-        "versions": versions,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "seconds": round(seconds, 2),
-    }
-    side = sidecar_path(out)
-    tmp_side = work / "sidecar.json"
-    tmp_side.write_text(json.dumps(meta, indent=1) + "\n")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp_out, out)
-    os.replace(tmp_side, side)
-    shutil.rmtree(work, ignore_errors=True)
-    return PrepareReport(out, side, count, len(names), skipped, upsampled, converted,
-                         resumed, seconds, meta)
+        seconds = time.perf_counter() - t0
+        meta = {
+            "format": CACHE_FORMAT,
+            **info,
+            "file_list_sha256": list_hash(names),
+            "order": "the source's sorted file names, skipped files removed",
+            "listed": len(names),
+            "count": count,
+            "shape": [count, cfg.size, cfg.size, 3],
+            "dtype": "uint8",
+            "transform": (f"PIL RGB -> torchvision Resize({cfg.size}) (bilinear, antialias) -> "
+                          f"CenterCrop({cfg.size}); train-time: x / 127.5 - 1"),
+            "conversions": "EXIF orientation applied; 16-bit scaled by 1/257; alpha over white; "
+                           "other modes via PIL convert('RGB')",
+            "small_images": cfg.small,
+            "skipped": [{"name": n, "reason": r} for n, r in skipped],
+            "upsampled": upsampled,
+            "converted": converted,
+            "rotated": sum(m["rotated"] for m in ordered),
+            "versions": versions,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seconds": round(seconds, 2),
+        }
+        side = sidecar_path(out)
+        shape = (count, cfg.size, cfg.size, 3)
+        # Written beside `out` and renamed onto it when complete (and on disk: fsync).
+        atomic_write(out, lambda f: _write_cache(f, work, ordered, shape), fsync=True)
+        atomic_write_text(side, json.dumps(meta, indent=1) + "\n")
+        shutil.rmtree(work, ignore_errors=True)
+        return PrepareReport(out, side, count, len(names), skipped, upsampled, converted,
+                             resumed, seconds, meta)
 
