@@ -57,7 +57,27 @@ def test_run_makes_every_product_and_a_rerun_resumes(photos, tmp_path):
     again = run_pipeline(cfg, log=lines.append, train_overrides=TINY)
     text = "\n".join(lines)
     assert "prepare: reusing" in text and "reference: reusing" in text and "train: resuming" in text
-    assert again.fid == pytest.approx(res.fid, rel=1e-6)  # same checkpoint, same seeds, same score
+    assert "already trained" in text and "pass --kimg" in text  # it says how to train on
+    assert "sample, score, pack: reusing" in text  # the checkpoint is unchanged: nothing to redo
+    assert again.fid == res.fid
+    # A changed checkpoint is sampled and scored again.
+    ckpt = res.checkpoint
+    ckpt.write_bytes(ckpt.read_bytes())  # same bytes: still reused
+    lines.clear()
+    run_pipeline(RunConfig(**{**cfg.__dict__, "kimg": 0.096}), log=lines.append, train_overrides=TINY)
+    assert "[4/6] sample" in "\n".join(lines)
+
+
+def test_run_with_a_preset_end_to_end(photos, tmp_path):
+    """`facegan run --preset cpu` with tiny sizes: the preset's recipe is what trained."""
+    out = tmp_path / "run"
+    cfg = RunConfig(data=str(photos), out=str(out), student="20251234", kimg=0.032, n=10, ref_n=60, device="cpu",
+                    preset="cpu")
+    run_pipeline(cfg, log=lambda s: None, train_overrides=TINY)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["preset"] == "cpu" and saved["lr_decay_start"] == 0.5 and saved["ada_target"] == 0.6
+    assert saved["g"]["ngf"] == 8  # what was given beside the preset wins
+    assert (out / "20251234.tar.gz").is_file()
 
 
 def test_missing_data_is_named(tmp_path):

@@ -23,11 +23,13 @@ photos themselves get at the sample size, printed beside the score so a number c
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 from facegan.errors import FaceganError
+from facegan.fileio import atomic_write_text, file_digest
 
 #: Where ``facegan run`` looks for CelebA when ``--data`` is not given (torchvision's layout).
 DEFAULT_CELEBA_ROOT = Path("data")
@@ -59,8 +61,10 @@ class RunConfig:
     """reference FID statistics (.npz); default: computed from the prepared photos"""
     ref_n: int = 10000
     """at most this many prepared photos (a seeded random subset) make the reference statistics"""
-    fid_kimg: float = 50.0
-    """score FID@n every this many thousand images while training (best.pt keeps the best)"""
+    fid_kimg: float | None = None
+    """score FID@n every this many thousand images while training (best.pt keeps the best; None: the training default, 50, or the preset's)"""
+    preset: str | None = None
+    """training recipe (facegan.train.presets): dcgan (the brief's), cpu, gpu; None: the training defaults (= dcgan)"""
     threads: int | None = None
     """CPU threads for torch (None: one per core; on a CPU shared with other jobs 1 can be much faster)"""
 
@@ -183,20 +187,31 @@ def train_step(cfg: RunConfig, cache: Path, ref: Path, out: Path, log: Callable[
     """
     from facegan.train import TrainConfig, config_for_resume, training_loop
     from facegan.train.autotune import tune_run
+    from facegan.train.presets import resolve
 
     length = {"minutes": cfg.minutes, "kimg": cfg.kimg}
     if (out / "last.pt").is_file():
         log(f"[3/6] train: resuming {out / 'last.pt'} (until {_length(cfg)})")
-        tcfg = config_for_resume(out, {**length, "ref": str(ref), "fid_n": cfg.n, "fid_kimg": cfg.fid_kimg,
-                                       "device": cfg.device, "threads": cfg.threads})
+        given = {**length, "ref": str(ref), "fid_n": cfg.n, "device": cfg.device, "threads": cfg.threads}
+        if cfg.fid_kimg is not None:
+            given["fid_kimg"] = cfg.fid_kimg
+        tcfg = config_for_resume(out, given)
         result = training_loop(tcfg, resume=True, tuned=tune_run(tcfg))
     else:
-        log(f"[3/6] train: DCGAN for {_length(cfg)} -> {out}")
-        tcfg = TrainConfig(data=str(cache), out=str(out), ref=str(ref), fid_n=cfg.n, fid_kimg=cfg.fid_kimg,
-                           device=cfg.device, seed=cfg.seed, threads=cfg.threads, **length, **(overrides or {}))
+        log(f"[3/6] train: {'preset ' + cfg.preset if cfg.preset else 'the DCGAN'} for {_length(cfg)} -> {out}")
+        given = dict(data=str(cache), out=str(out), ref=str(ref), fid_n=cfg.n, device=cfg.device, seed=cfg.seed,
+                     threads=cfg.threads, **length, **(overrides or {}))
+        if cfg.fid_kimg is not None:
+            given["fid_kimg"] = cfg.fid_kimg
+        tcfg = TrainConfig(**resolve(cfg.preset, given))
         result = training_loop(tcfg, tuned=tune_run(tcfg))
     if result.status != "done":
         raise KeyboardInterrupt  # the checkpoint is written; the CLI says how to go on
+    if not result.trained_img:
+        more = (f"--minutes {math.ceil(result.elapsed / 60 + 30)}" if cfg.minutes is not None
+                else f"--kimg {result.nimg / 1000 + 100:g}")
+        log(f"      already trained {result.elapsed / 60:.0f} min ({result.nimg / 1000:.1f} kimg); "
+            f"pass {more} to continue")
     return result.best if result.best is not None and result.best.is_file() else result.last
 
 
@@ -225,12 +240,18 @@ def run_pipeline(cfg: RunConfig, log: Callable[[str], None] = print,
     ckpt = train_step(cfg, cache, ref, out, log, train_overrides)
 
     samples = out / "samples"
+    archive = out / f"{cfg.student}.tar.gz"
+    key = {"checkpoint": file_digest(ckpt), "n": cfg.n, "reference": file_digest(ref), "student": cfg.student}
+    done = _reusable_score(out / "score.json", key, samples, archive, cfg.n)
+    if done is not None:
+        log(f"[4-6/6] sample, score, pack: reusing {out / 'score.json'} (the checkpoint {ckpt.name} is unchanged)")
+        return _report(RunResult(out, cache, ref, ckpt, samples, archive, done["fid"], done["n_reference"], floor),
+                       done["n_samples"], floor, None, cfg, log)
     log(f"[4/6] sample: {cfg.n} images from {ckpt} (EMA weights, image i from seed i) -> {samples}")
     sample_to_folder(ckpt, samples, cfg.n, device=device, overwrite=True)
 
     log(f"[5/6] score: FID of {samples} against {ref}")
     result = compare(samples, ref, FIDScorer(device=device, progress=True), kid_subsets=0)
-    archive = out / f"{cfg.student}.tar.gz"
     log(f"[6/6] pack: {archive}")
     report = pack(samples, archive, count=cfg.n)
     for w in report.warnings:
@@ -238,17 +259,40 @@ def run_pipeline(cfg: RunConfig, log: Callable[[str], None] = print,
 
     run = RunResult(out, cache, ref, ckpt, samples, archive, result.fid, result.b.stats.n, floor)
     score = {"fid": result.fid, "n_samples": result.a.stats.n, "n_reference": result.b.stats.n,
-             "floor": floor, "checkpoint": str(ckpt), "reference": str(ref), "archive": str(archive)}
-    (out / "score.json").write_text(json.dumps(score, indent=1))
+             "floor": floor, "checkpoint": str(ckpt), "reference": str(ref), "archive": str(archive), "key": key,
+             "archive_mb": round(report.bytes / 1e6, 2)}
+    atomic_write_text(out / "score.json", json.dumps(score, indent=1))
+    return _report(run, result.a.stats.n, floor, report.bytes, cfg, log)
+
+
+def _reusable_score(path: Path, key: dict, samples: Path, archive: Path, n: int) -> dict | None:
+    """The saved score when it was made from this very checkpoint, reference, count and student
+    number and its samples and archive are still there; else None."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if saved.get("key") != key or not archive.is_file() or not samples.is_dir():
+        return None
+    if sum(1 for p in samples.iterdir() if p.suffix == ".png") != n:
+        return None
+    return saved
+
+
+def _report(run: RunResult, n_samples: int, floor: dict | None, archive_bytes: int | None, cfg: RunConfig,
+            log: Callable[[str], None]) -> RunResult:
+    """The closing lines of ``facegan run``: the score beside the floor and where everything is."""
+    out, samples, archive = run.out, run.samples, run.archive
     floor_txt = ""
     if floor:
         spread = f" ± {floor['std']:.2f} over {floor['splits']} splits" if floor["splits"] > 1 else " (one split)"
         floor_txt = (f"; real photos score {floor['mean']:.2f}{spread} "
                      f"({floor['n_sample']} vs the other {floor['n_rest']})")
     log("")
-    log(f"FID@{result.a.stats.n} = {result.fid:.2f} (vs {result.b.stats.n} reference photos){floor_txt}")
+    log(f"FID@{n_samples} = {run.fid:.2f} (vs {run.n} reference photos){floor_txt}")
     log(f"  samples   {samples}/  (grid: {out}/grid-*.png, curves: {out}/curves.png)")
-    log(f"  archive   {archive}  ({report.bytes / 1e6:.1f} MB, verified)")
+    how = f"{archive_bytes / 1e6:.1f} MB, verified" if archive_bytes is not None else "packed and verified in an earlier run"
+    log(f"  archive   {archive}  ({how})")
     log(f"  run       {out}/  (config.json, stats.jsonl, last.pt, best.pt, score.json)")
     if cfg.student == "student_number":
         log("  rename the archive to your student number, or rerun with --student 20251234")

@@ -12,6 +12,7 @@ EPILOG = """\
 examples:
   facegan train --data data/celeba64.npy --out runs/first --minutes 60
   facegan train --data data/celeba64.npy --out runs/narrow --kimg 500 --g.ngf 32 --d.ndf 32 --d.norm layer
+  facegan train --data data/celeba64.npy --out runs/gpu --minutes 8 --preset gpu
   facegan train --out runs/first --resume --minutes 90      # continue, now up to 90 minutes in all
   torchrun --nproc_per_node=2 -m facegan train --data data/celeba64.npy --out runs/ddp --kimg 500
 
@@ -25,13 +26,14 @@ curves.png. Exit status: 0 when finished, 128+signal when stopped by a signal (c
 def register(sub: argparse._SubParsersAction) -> None:
     from facegan.config import add_dataclass_arguments
     from facegan.train.config import TrainConfig
+    from facegan.train.presets import describe
 
     p = sub.add_parser(
         "train",
         help="train a DCGAN (or another registered model) on a prepared image cache",
         description="Train a GAN on the uint8 (N, H, W, 3) cache written by 'facegan prepare'. "
         "Give the length as --kimg N (thousands of images) or --minutes M.",
-        epilog=EPILOG,
+        epilog=f"presets (--preset NAME; options given beside it win):\n{describe()}\n\n{EPILOG}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--resume", action="store_true",
@@ -67,20 +69,22 @@ def model_fields(args: argparse.Namespace) -> dict[str, dict]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facegan.config import dataclass_from_args, given_fields
+    from facegan.config import given_fields
     from facegan.train import TrainConfig, config_for_resume, training_loop
 
     from facegan.runtime import configure_torch
     from facegan.train.distributed import pick_device
 
-    nets = model_fields(args)
+    from facegan.train.presets import resolve
+
+    given = {**given_fields(TrainConfig, args), **model_fields(args)}
+    given = resolve(given.get("preset"), given)
     if args.resume:
-        given = {**given_fields(TrainConfig, args), **nets}
         if "out" not in given:
             raise FaceganError("--resume needs --out, the run folder to continue")
         cfg = config_for_resume(given.pop("out"), given)
     else:
-        cfg = dataclass_from_args(TrainConfig, args, **nets)
+        cfg = TrainConfig(**given)
     from facegan.train.autotune import tune_run
 
     configure_torch(pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0"))), cfg.threads)

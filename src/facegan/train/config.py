@@ -35,6 +35,8 @@ class TrainConfig:
     minutes: float | None = None
     """length of training in minutes of wall-clock time (counted across resumes)"""
 
+    preset: str | None = None
+    """the preset this config was resolved from (facegan.train.presets; recorded, already applied)"""
     arch: str = "dcgan"
     """registered name of the generator and discriminator (facegan.models.registry); their options are --g.NAME and --d.NAME"""
     resolution: int = 64
@@ -56,6 +58,8 @@ class TrainConfig:
     """Adam learning rate of the generator"""
     lr_d: float = 2e-4
     """Adam learning rate of the discriminator"""
+    lr_decay_start: float | None = None
+    """decay both learning rates linearly to 0 from this fraction of the run's length (kimg or minutes) to its end (None: constant)"""
     beta1_g: float = 0.5
     """Adam beta1 of the generator (the DCGAN paper: 0.5; SN-GAN: 0)"""
     beta2_g: float = 0.999
@@ -154,6 +158,8 @@ class TrainConfig:
             problems.append(f"--augment-p must be in [0, 1], got {self.augment_p}")
         if self.ada_target is not None and not -1.0 < self.ada_target < 1.0:
             problems.append(f"--ada-target must be in (-1, 1), got {self.ada_target}")
+        if self.lr_decay_start is not None and not 0.0 <= self.lr_decay_start < 1.0:
+            problems.append(f"--lr-decay-start must be in [0, 1) or None, got {self.lr_decay_start}")
         if self.r1_gamma < 0:
             problems.append(f"--r1-gamma must be >= 0, got {self.r1_gamma}")
         if self.r1_gamma > 0 and self.compile:

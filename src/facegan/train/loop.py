@@ -64,6 +64,10 @@ class TrainResult:
     best: Path | None = None
     best_fid: float | None = None
     signal: int | None = None
+    trained_img: int = 0
+    """images trained in this call (0 for a rerun of a run that had reached its length)"""
+    elapsed: float = 0.0
+    """seconds of training in all, across resumes"""
 
 
 @dataclass
@@ -311,6 +315,7 @@ class _Run:
                  tuned: TuneResult | None = None):
         self.cfg, self.info, self.resume, self.tuned = cfg, info, resume, tuned
         self.watch = None
+        self.lr_scale = 1.0
         if tuned is not None:
             torch.set_num_threads(tuned.best.threads)
             self.watch = ThreadWatch(tuned.best.img_per_s, tuned.best.threads)
@@ -461,6 +466,8 @@ class _Run:
                         if stop.received is not None or not finished:
                             status = "interrupted"
                         break
+                    if cfg.lr_decay_start is not None:
+                        self._decay_lr()
                     t_step = time.perf_counter()
                     sums.add(p.step(next_real, next_noise))  # --- one GAN step ---
                     pr.nimg += cfg.batch * cfg.n_dis
@@ -514,7 +521,21 @@ class _Run:
             finally:
                 mon.close()
         return TrainResult(status, pr.nimg, pr.step, self.last_path,
-                           self.best_path if pr.best_fid is not None else None, pr.best_fid, stop.received)
+                           self.best_path if pr.best_fid is not None else None, pr.best_fid, stop.received,
+                           pr.nimg - start_nimg, pr.elapsed)
+
+    def _decay_lr(self) -> None:
+        """Both learning rates fall linearly to 0 from ``lr_decay_start`` of the run to its end,
+        measured in images (``--kimg``) or wall time (``--minutes``), whichever ends first."""
+        pr, cfg = self.progress, self.cfg
+        done = max(pr.nimg / self.total_img if self.total_img else 0.0,
+                   pr.elapsed / self.total_s if self.total_s else 0.0)
+        start = cfg.lr_decay_start
+        scale = 1.0 if done <= start else max(0.0, (1.0 - done) / (1.0 - start))
+        for opt, base in ((self.parts.opt_g, cfg.lr_g), (self.parts.opt_d, cfg.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = base * scale
+        self.lr_scale = scale
 
     def _tick(self, sums: "_Scalars", tick_start_img: int, tick_train_s: float) -> None:
         pr = self.progress
@@ -522,6 +543,8 @@ class _Run:
         _guard_finite(means, sums.n, pr, self.last_path, self.info, self.mon)
         rate = (pr.nimg - tick_start_img) / max(tick_train_s, 1e-9)
         pr.elapsed = max(pr.elapsed, 0.0)
+        if self.cfg.lr_decay_start is not None:
+            means["lr_scale"] = self.lr_scale
         self.mon.tick({"kimg": pr.nimg / 1000, "step": pr.step, "img_per_s": rate, **means,
                        "elapsed_s": round(pr.elapsed, 1), "eta_s": self.mon.eta(pr.nimg, pr.elapsed, rate)})
         sums.reset()

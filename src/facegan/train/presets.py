@@ -1,0 +1,70 @@
+"""Presets: named tables of overrides on top of :class:`~facegan.train.config.TrainConfig`'s
+defaults, resolved before validation (so a preset is checked like any other config) and saved
+in ``config.json`` and every checkpoint as the resolved values, with the preset's name.
+
+Options given on the command line win over the preset's; the networks' options (``g``/``d``)
+are merged field by field.
+
+What each measured, and where, is in ``bench/RESULTS.md`` ("quality"); the README's table
+"hardware x time -> FID@1k" summarises it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from facegan.errors import FaceganError
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One named recipe."""
+
+    summary: str
+    """one line for --help and the README"""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """TrainConfig fields (``g``/``d`` as dicts of the networks' fields)"""
+
+
+PRESETS: dict[str, Preset] = {
+    "dcgan": Preset("the brief's recipe exactly: DCGAN, BCE, batch 128, Adam 2e-4 / (0.5, 0.999)"),
+    "cpu": Preset(
+        "for 20-60 CPU minutes: a narrower DCGAN (48/48: ~1.7x the images per second), the learning rate "
+        "decayed to 0 over the second half, adaptive DiffAugment (only when D starts to overfit)",
+        {"arch": "dcgan", "g": {"ngf": 48}, "d": {"ndf": 48}, "lr_decay_start": 0.5, "ema_kimg": 10.0,
+         "augment": "translation,color", "ada_target": 0.6, "ada_kimg": 100.0},
+    ),
+    "gpu": Preset(
+        "for one GPU: ResNet SN-GAN (width 32), hinge loss, TTUR 1e-4/4e-4 with Adam betas (0, 0.999), batch 256, "
+        "real and fake in one D forward, lr decay over the second half, EMA half-life up to 500 kimg, "
+        "adaptive DiffAugment, bf16 autocast",
+        {"arch": "resnet", "g": {"ch": 32}, "d": {"ch": 32}, "loss": "hinge", "batch": 256, "lr_g": 1e-4,
+         "lr_d": 4e-4, "beta1_g": 0.0, "beta2_g": 0.999, "beta1_d": 0.0, "beta2_d": 0.999, "n_dis": 1,
+         "joint_d": True, "lr_decay_start": 0.5, "ema_kimg": 500.0, "ema_rampup": 0.05,
+         "augment": "translation,color,cutout", "ada_target": 0.6, "ada_kimg": 100.0, "precision": "bf16",
+         "tick_kimg": 50.0, "grid_kimg": 500.0, "fid_kimg": 1000.0},
+    ),
+}
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+def resolve(name: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    """The preset's overrides with ``given`` on top (``g``/``d`` merged field by field)."""
+    if name is None:
+        return dict(given)
+    if name not in PRESETS:
+        raise FaceganError(f"--preset {name!r}: unknown; choose one of {', '.join(PRESETS)}")
+    out = {**PRESETS[name].overrides, **given, "preset": name}
+    for net in ("g", "d"):
+        if isinstance(PRESETS[name].overrides.get(net), dict) or isinstance(given.get(net), dict):
+            out[net] = {**PRESETS[name].overrides.get(net, {}), **(given.get(net) or {})}
+    return out
+
+
+def describe() -> str:
+    """The presets as lines for --help."""
+    return "\n".join(f"  {name:<6} {p.summary}" for name, p in PRESETS.items())
