@@ -71,3 +71,24 @@ def test_summary_options_and_errors(capsys):
     assert code == 2 and "lenet5" in err
     code, _, err = run(capsys, "summary", "resnet18", "--set", "nope")
     assert code == 2 and "KEY=VALUE" in err
+
+
+def test_summary_input_channels_first_or_last(capsys):
+    code, first, _ = run(capsys, "summary", "alexnet", "--input", "3x227x227")
+    code_last, last, _ = run(capsys, "summary", "alexnet", "--input", "227x227x3")
+    assert code == code_last == 0 and first == last and "[55x55x96] CONV1" in last
+    code, out, _ = run(capsys, "summary", "lenet5", "--input", "32x32x1")
+    assert code == 0 and "[32x32x1] INPUT" in out
+    code, out, _ = run(capsys, "summary", "lenet5", "--set", "in_channels=3", "--input", "32x32x3")
+    assert code == 0 and "[32x32x3] INPUT" in out
+    code, out, _ = run(capsys, "summary", "cnn3d", "--input", "16x112x112x3")  # DxHxWxC
+    assert code == 0 and "[16x112x112x3] INPUT" in out
+
+
+def test_summary_input_that_fits_neither_way_says_what_it_expects(capsys):
+    code, _, err = run(capsys, "summary", "alexnet", "--input", "227x227x4")
+    assert code == 2 and err.count("\n") == 1
+    assert "alexnet takes 3 input channel(s): expected CxHxW (channels first, e.g. 3x227x227) or HxWxC" in err
+    with pytest.raises(SystemExit):
+        main(["cnn", "summary", "alexnet", "--input", "227 by 227"])
+    assert "expected CxHxW" in capsys.readouterr().err

@@ -7,6 +7,7 @@
     facegan cnn list
     facegan cnn summary alexnet                 # [55x55x96] CONV1: 96 11x11 filters at stride 4, pad 0 ...
     facegan cnn summary resnet50 --input 3x64x64 --set num_classes=10
+    facegan cnn summary alexnet --input 227x227x3   # HxWxC, the lecture's way of writing volumes
     facegan cnn summary dcgan-g                 # the GAN networks too (NAME-g / NAME-d)
 """
 
@@ -67,8 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(HxWxC), layer, filters/size/stride/pad, parameters; then totals. "
                         "Runs on the 'meta' device: no weights are allocated.")
     m.add_argument("model", help="a name from 'facegan cnn list' (GAN networks: NAME-g / NAME-d)")
-    m.add_argument("--input", type=_shape, metavar="CxHxW",
-                   help="input shape without batch, e.g. 3x227x227 (default: the model's own)")
+    m.add_argument("--input", type=_shape, metavar="CxHxW|HxWxC",
+                   help="input shape without batch, channels first (3x227x227, as PyTorch) or last "
+                        "(227x227x3, as the lecture's volumes); default: the model's own")
     m.add_argument("--all", dest="all_layers", action="store_true",
                    help="also list element-wise layers (ReLU, dropout, flatten)")
     m.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
@@ -76,14 +78,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.set_defaults(func=run_summary)
 
 
+_SHAPE_FORMS = "CxHxW (channels first, e.g. 3x227x227) or HxWxC (channels last, e.g. 227x227x3)"
+
+
 def _shape(text: str) -> tuple[int, ...]:
     try:
-        shape = tuple(int(v) for v in text.lower().replace("×", "x").split("x"))
+        shape = tuple(int(v) for v in text.lower().replace("×", "x").replace(" ", "").split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 3x227x227") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {_SHAPE_FORMS}") from None
     if any(s < 1 for s in shape):
         raise argparse.ArgumentTypeError(f"{text!r}: sizes must be positive")
     return shape
+
+
+def channels_first(shape: tuple[int, ...], natural: tuple[int, ...], channels: int, name: str) -> tuple[int, ...]:
+    """``shape`` as PyTorch wants it (channels first), given either way round.
+
+    With as many sizes as the model's ``natural`` input (2+: a channel axis), the side that holds
+    the model's ``channels`` is the channel axis; first wins when both do (3x64x3). A vector
+    input (a generator's z) is taken as it is.
+    """
+    if len(shape) != len(natural) or len(natural) < 2:
+        return shape
+    if shape[0] == channels:
+        return shape
+    if shape[-1] == channels:
+        return (shape[-1], *shape[:-1])
+    shown = "x".join(map(str, shape))
+    raise FaceganError(f"--input {shown}: {name} takes {channels} input channel(s): expected {_SHAPE_FORMS}"
+                       f" with C = {channels}")
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -168,8 +191,16 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_summary(args: argparse.Namespace) -> int:
+    import torch
+
     from facegan.cnn.summary import summarize_by_name
+    from facegan.cnn.zoo import build_model
 
     options = dict(_option(o) for o in args.options)
-    print(summarize_by_name(args.model, args.input, **options).format(all_layers=args.all_layers))
+    shape = args.input
+    if shape is not None:
+        with torch.device("meta"):  # only the natural shape is wanted: nothing is allocated
+            _, natural = build_model(args.model, **options)
+        shape = channels_first(shape, tuple(natural), int(options.get("in_channels", natural[0])), args.model)
+    print(summarize_by_name(args.model, shape, **options).format(all_layers=args.all_layers))
     return 0
