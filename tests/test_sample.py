@@ -8,7 +8,7 @@ from PIL import Image
 from facegan.cli import main
 from facegan.errors import FaceganError
 from facegan.models.registry import create_generator
-from facegan.sample import generate, load_generator, noise_for_seeds, to_uint8
+from facegan.sample import generate, load_generator, noise_for_seeds, sample_to_folder, to_uint8
 from facegan.train import TrainConfig, training_loop
 
 
@@ -70,3 +70,16 @@ def test_ema_and_raw_generator_differ_and_missing_ema_is_explained(run, tmp_path
         load_generator(tmp_path / "r" / "last.pt", "ema")
     with pytest.raises(FaceganError, match="no such checkpoint"):
         load_generator(tmp_path / "nope.pt")
+
+
+def test_export_writes_a_small_generator_that_sample_reads(run, tmp_path, capsys):
+    from facegan.cli import main
+
+    assert main(["export", str(run), "-o", str(tmp_path / "g.pt")]) == 0
+    assert "facegan export" in capsys.readouterr().out
+    assert (tmp_path / "g.pt").stat().st_size < (run / "last.pt").stat().st_size / 2
+    a = sample_to_folder(run / "last.pt", tmp_path / "a", 6, progress=False)
+    b = sample_to_folder(tmp_path / "g.pt", tmp_path / "b", 6, progress=False)
+    assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]  # the same EMA faces
+    assert main(["sample", str(tmp_path / "g.pt"), "-n", "2", "-o", str(tmp_path / "c"), "--which", "g"]) == 2
+    assert "only one generator; use --which ema" in capsys.readouterr().err

@@ -239,3 +239,13 @@ def test_a_rerun_of_a_finished_run_trains_scores_and_draws_nothing(cache, tmp_pa
     assert res.status == "done" and res.nimg == 16
     assert len(scorer.calls) == scored  # no FID for a training that took no step
     assert sorted((tmp_path / "r").glob("grid-0*.png")) == grids
+
+
+def test_train_on_a_folder_of_photos_says_which_prepare_to_run(tmp_path, capsys):
+    from facegan.cli import main
+
+    (tmp_path / "photos").mkdir()
+    assert main(["train", "--data", str(tmp_path / "photos"), "--out", str(tmp_path / "r"), "--kimg", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"facegan prepare {tmp_path / 'photos'} -o {tmp_path / 'photos64.npy'}" in err
+    assert "Errno" not in err and "Traceback" not in err

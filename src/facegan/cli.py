@@ -16,7 +16,7 @@ from facegan import __version__
 from facegan.errors import FaceganError
 
 #: Subcommands in the order of the data path; each is ``facegan.commands.<name>``.
-COMMANDS: tuple[str, ...] = ("prepare", "train", "sample", "stats", "fid", "pack", "grade", "run", "cnn")
+COMMANDS: tuple[str, ...] = ("prepare", "train", "sample", "export", "stats", "fid", "pack", "grade", "run", "cnn")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

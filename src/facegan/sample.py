@@ -33,6 +33,9 @@ def load_generator(
     if key is None:
         raise FaceganError(f"--which must be 'ema' or 'g', not {which!r}")
     if state.get(key) is None:
+        if state["format"] == "facegan-generator-1":
+            other = "ema" if which == "g" else "g"
+            raise FaceganError(f"{state['path']}: an exported file holding only one generator; use --which {other}")
         raise FaceganError(f"{state['path']}: has no EMA generator (trained with --no-ema); use --which g")
     generator = build_generator(state["config"])  # only G: sampling never builds D
     generator.load_state_dict(state[key])

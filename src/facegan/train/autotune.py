@@ -252,6 +252,9 @@ def tune_run(cfg: Any) -> TuneResult | None:
     from facegan.devices import pick_device
     from facegan.images import load_uint8_array
 
+    from facegan.train.loop import check_data_path
+
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 or not needs_tuning(cfg, pick_device(cfg.device)):
         return None
+    check_data_path(cfg.data)
     return tune(cfg, load_uint8_array(cfg.data))

@@ -41,8 +41,10 @@ from facegan.errors import FaceganError
 from facegan.fileio import atomic_write
 
 FORMAT = "facegan-train-2"
+#: A generator alone (``facegan export``): what sampling needs and nothing else.
+EXPORT_FORMAT = "facegan-generator-1"
 #: Formats this version reads.
-READABLE_FORMATS = ("facegan-train-1", FORMAT)
+READABLE_FORMATS = ("facegan-train-1", FORMAT, EXPORT_FORMAT)
 
 
 def save_atomic(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -103,7 +105,7 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         raise FaceganError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
         raise FaceganError(f"{path}: not a facegan training checkpoint (no '{FORMAT}' format tag)")
-    if state["format"] != FORMAT:
+    if state["format"] == "facegan-train-1":
         from facegan.train.config import upgrade_config
 
         state["config"] = upgrade_config(state["config"])
@@ -156,3 +158,18 @@ def set_rng_state(state: dict[str, Any], noise: torch.Generator) -> None:
 def _tuples(x: Any) -> Any:
     """random.setstate wants tuples where a round trip may have made lists."""
     return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def export_generator(ckpt: str | os.PathLike, out: str | os.PathLike, which: str = "ema") -> Path:
+    """Write the generator of a training checkpoint alone (``which``: the EMA or G) to ``out``:
+    its config and weights, a fraction of the full checkpoint's size, readable by ``facegan sample``."""
+    state = load(ckpt)
+    key = {"ema": "G_ema", "g": "G"}[which]
+    if state.get(key) is None:
+        raise FaceganError(f"{state['path']}: has no {'EMA ' if which == 'ema' else ''}generator to export"
+                           + (" (trained with --no-ema); use --which g" if which == "ema" else ""))
+    cfg = state["config"]
+    small = {"format": EXPORT_FORMAT, "config": {"arch": cfg["arch"], "g": cfg["g"], "resolution": cfg.get("resolution")},
+             key: state[key], "which": which, "source": state["path"], "nimg": state.get("nimg"),
+             "step": state.get("step")}
+    return save_atomic(small, out)

@@ -183,6 +183,22 @@ class _StopSignals:
             signal.signal(sig, old)
 
 
+def check_data_path(data: str) -> None:
+    """Training reads the prepared uint8 cache; photos (a folder, a .zip/.tar) get the exact
+    command that prepares them instead of an OS error."""
+    path = Path(data)
+    suffixes = "".join(path.suffixes[-2:]).lower()
+    if path.is_dir() or suffixes.endswith((".zip", ".tar", ".tar.gz", ".tgz")):
+        cache = path.with_name(path.name.split(".")[0] + "64.npy")
+        raise FaceganError(
+            f"{data}: {'a folder' if path.is_dir() else 'an archive'} of photos, but --data takes the prepared cache "
+            f"(a .npy). Prepare it once with\n  facegan prepare {data} -o {cache}\nthen train with --data {cache} "
+            f"(or let 'facegan run --data {data}' do both)"
+        )
+    if not path.exists():
+        raise FaceganError(f"{data}: no such file (--data takes the .npy cache written by 'facegan prepare')")
+
+
 def _check_data(images: np.ndarray, cfg: TrainConfig, world: int) -> None:
     n, h, w, _ = images.shape
     if (h, w) != (cfg.resolution, cfg.resolution):
@@ -326,6 +342,7 @@ class _Run:
         if info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
+        check_data_path(cfg.data)
         images = load_uint8_array(cfg.data)
         _check_data(images, cfg, info.world_size)
         self.parts = build_parts(cfg if tuned is None else apply_tuning(cfg, tuned), images, info)
