@@ -249,3 +249,42 @@ def test_train_on_a_folder_of_photos_says_which_prepare_to_run(tmp_path, capsys)
     err = capsys.readouterr().err
     assert f"facegan prepare {tmp_path / 'photos'} -o {tmp_path / 'photos64.npy'}" in err
     assert "Errno" not in err and "Traceback" not in err
+
+
+def test_disk_full_stops_with_one_line_and_keeps_the_last_checkpoint(cache, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import facegan.train.checkpoint as ckpt
+
+    training_loop(tiny(cache, tmp_path / "r", kimg=0.016))
+    before = load(tmp_path / "r" / "last.pt")["nimg"]
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt.torch, "save", full)
+    with pytest.raises(FaceganError, match=r"last\.pt: cannot write it: No space left on device \(free some space"):
+        training_loop(config_for_resume(tmp_path / "r", {"kimg": 0.032}), resume=True)
+    monkeypatch.undo()
+    assert load(tmp_path / "r" / "last.pt")["nimg"] == before  # the previous checkpoint, intact
+    assert not [p for p in (tmp_path / "r").iterdir() if "facegan-tmp" in p.name]
+
+
+def test_out_naming_a_file_is_refused(cache, tmp_path):
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(FaceganError, match="taken: is a file; --out takes the run folder"):
+        training_loop(tiny(cache, tmp_path / "taken", kimg=0.016))
+
+
+def test_stale_temporary_checkpoints_are_removed_at_the_next_start(cache, tmp_path, capsys):
+    """A SIGKILL mid-write leaves `.last.pt.facegan-tmp-<pid>-<hex>`; the next start sweeps it."""
+    import subprocess
+    import sys
+
+    training_loop(tiny(cache, tmp_path / "r", kimg=0.016))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / "r" / f".last.pt.facegan-tmp-{int(dead.stdout)}-deadbeef"
+    stale.write_bytes(b"half a checkpoint")
+    training_loop(config_for_resume(tmp_path / "r", {"kimg": 0.032}), resume=True)
+    assert not stale.exists()
+    assert "removed .last.pt.facegan-tmp-" in capsys.readouterr().out

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from facegan.errors import FaceganError
+from facegan.fileio import atomic_write_text, clean_stale_temps
 from facegan.images import load_uint8_array
 from facegan.loader import BatchLoader
 from facegan.losses import get_loss
@@ -320,6 +321,13 @@ def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None,
     info = dist_util.setup(cfg.device)
     try:
         return _Run(cfg, info, resume, scorer, tuned).train()
+    except OSError as exc:
+        if isinstance(exc, FaceganError):
+            raise
+        # Disk full, a read-only folder...: one line naming the file; last.pt is written atomically,
+        # so the previous one is as it was.
+        raise FaceganError(f"{exc.filename or cfg.out}: cannot write it: {exc.strerror or exc}; training stopped "
+                           f"and {Path(cfg.out) / 'last.pt'} is the last good checkpoint") from None
     finally:
         dist_util.teardown(info, destroy=destroy_process_group)
 
@@ -341,7 +349,9 @@ class _Run:
         saved_data = None if state is None else state["config"].get("data")
         if info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
+            for stale in clean_stale_temps(self.out):  # left by a process killed mid-write
+                print(f"facegan train: removed {stale.name}, a temporary file of a write that was killed", flush=True)
+            atomic_write_text(self.out / "config.json", json.dumps(config_to_dict(cfg), indent=2) + "\n")
         check_data_path(cfg.data)
         images = load_uint8_array(cfg.data)
         _check_data(images, cfg, info.world_size)
@@ -368,6 +378,8 @@ class _Run:
                           "to": cfg.data})
 
     def _checked_state(self) -> dict[str, Any] | None:
+        if self.out.exists() and not self.out.is_dir():
+            raise FaceganError(f"{self.out}: is a file; --out takes the run folder (it is created)")
         if not self.resume:
             if self.last_path.exists():
                 raise FaceganError(f"{self.out}: already holds a run (last.pt); add --resume to continue it, "
