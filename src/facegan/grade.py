@@ -1,59 +1,104 @@
-"""Grading many submissions: each ``<student>.tar.gz`` checked, scored by FID, ranked, published.
+"""Grading many submissions: every entry of the submissions folder checked, scored by FID, ranked.
 
-For course staff. Every archive goes through the checks ``facegan pack`` runs (exactly
-``count`` decodable ``size``x``size`` RGB images, no duplicates, one folder or the root) and
-through limits a hostile archive cannot get around: nothing is extracted to disk, unsafe paths,
-links and non-image members are refused, member sizes and counts are bounded from the tar
-headers, and an image's canvas size is checked before its pixels are decoded. An archive that
-fails is *rejected* with its problems listed; it never stops the others.
+For course staff. Every entry gets a row: *scored*, *rejected* with every problem listed,
+*ignored* with the reason (a folder, a FIFO, a dangling link, a hidden or non-archive file), or
+— for a failure on the grader's side, never cached — *error*. ``<student>.tar.gz`` (also
+``.tgz``, any case, with a warning) goes through :func:`facegan.pack.check_archive`, the checks
+``facegan pack --verify`` runs, with the limits a hostile archive cannot get around (see
+:mod:`facegan.pack` and :mod:`facegan.safetar`); a ``.zip`` or plain ``.tar`` is rejected with
+the reason. Sizes are checked before anything is hashed or read, and one archive's failure of
+any kind is that archive's row, never the run's end.
 
-Accepted submissions are scored against one reference (``.npz`` statistics, e.g. from
-``facegan stats``) with one Inception network, so every student gets the same protocol. Images
-shared between two submissions (identical pixels) are flagged on both.
+Accepted submissions are scored against one reference (``.npz`` statistics, checked before
+anything is scored) with one Inception network, so every student gets the same protocol. With
+a :class:`~facegan.copycheck.CopyIndex` of the training photos, images that are (near-)copies of
+them are counted. Images shared between submissions, identical archives and repeated student
+numbers are flagged on every row involved.
 
-Results go to ``out/``: ``scores.json`` (everything), ``scores.csv`` (one row per student),
-``index.html`` (the ranked table with a sample grid per student, under ``grids/``). Each
-archive's result is cached under ``out/cache/`` by the archive's hash, the reference's hash,
-the weights and the protocol, so a rerun after adding late submissions (or after Ctrl-C)
-scores only what is new.
+Each archive's result is cached under ``out/cache/`` keyed by its file name and bytes (so two
+students who hand in the same bytes keep their own names and messages, and are still flagged
+as identical), the reference, the weights, the copy index and the protocol: a rerun after late
+submissions (or after Ctrl-C) scores only what is new. :mod:`facegan.leaderboard` writes the
+results.
 """
 
 from __future__ import annotations
 
-import csv
-import html
-import io
+import errno
+import hashlib
 import json
 import os
-import time
+import stat
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import IO, Callable, Iterable
 
 import numpy as np
 
 from facegan.errors import FaceganError
-from facegan.fileio import atomic_write_text, file_digest
-from facegan.pack import DEFAULT_COUNT, DEFAULT_SIZE, student_archive_name, verify
+from facegan.fid.features import FEATURE_DIMS
+from facegan.fileio import atomic_write_text
+from facegan.pack import (DEFAULT_COUNT, DEFAULT_SIZE, MAX_ARCHIVE_BYTES, READ_SECONDS, check_archive,
+                          is_os_junk)
+from facegan.safetext import shown
 
-#: An archive larger than this on disk is rejected unread (1,000 images of at most 1 MB each).
-MAX_ARCHIVE_BYTES = 256 * 1024 * 1024
 _GRID_IMAGES = 64
+_COPY_EXAMPLES = 5
+_PROTOCOL_VERSION = 2  # results cached by older versions (keyed by bytes only) are not reused
+_SUBMISSION = (".tar.gz", ".tgz")
+_OTHER_ARCHIVES = (".zip", ".tar", ".tar.bz2", ".tar.xz", ".tbz2", ".txz", ".gz", ".7z", ".rar")
+
+
+@dataclass
+class Entry:
+    """One entry of the submissions: what to do with it and why."""
+
+    path: Path
+    action: str
+    """'grade', 'reject' or 'ignore'."""
+    reason: str = ""
+    warning: str = ""
+
+    @property
+    def name(self) -> str:
+        return shown(self.path.name)
+
+    @property
+    def student(self) -> str:
+        """The file name without its archive suffix (escaped)."""
+        name = self.path.name
+        lower = name.lower()
+        for suffix in _SUBMISSION + _OTHER_ARCHIVES:
+            if lower.endswith(suffix) and len(name) > len(suffix):
+                return shown(name[: -len(suffix)])
+        return shown(name)
 
 
 @dataclass
 class GradeResult:
-    """One submission's outcome."""
+    """One entry's outcome. Every text is escaped (:func:`facegan.safetext.shown`)."""
 
     student: str
+    entry: str
+    """The file name in the submissions folder."""
     archive: str
-    sha256: str
-    status: str
-    """'scored', or 'rejected' (see ``problems``)."""
+    """Its path."""
+    sha256: str = ""
+    """The archive's sha256 ('' when it was not read: ignored, or refused from its size)."""
+    status: str = "rejected"
+    """'scored', 'rejected', 'ignored' or 'error' (a failure on the grader's side)."""
     n: int = 0
     fid: float | None = None
+    rank: int | None = None
+    """1 for the lowest FID; equal FIDs (to 4 decimals) share a rank."""
+    verdict: str = ""
+    """With a target: 'pass', 'fail', or 'review' (FID meets the target but copies were found)."""
+    copies: int | None = None
+    """Images that are copies of training photos (``None``: copy check off or not scored)."""
+    copy_examples: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    """Every problem of a rejected archive; the reason of an ignored entry or an error."""
     warnings: list[str] = field(default_factory=list)
     grid: str | None = None
     """The sample grid's path relative to the results folder."""
@@ -61,65 +106,119 @@ class GradeResult:
     """Short hashes of each image's pixels (to find images shared between submissions)."""
 
 
-def find_archives(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """The submissions named by ``paths``: archives, or folders of ``*.tar.gz``/``*.tgz``."""
-    found: list[Path] = []
+def classify(path: Path) -> Entry:
+    """What to do with ``path``, decided from its name and type without opening it."""
+    name = path.name
+    if name.startswith("."):
+        return Entry(path, "ignore", "a hidden file" + (" (the operating system's)" if is_os_junk(name) else ""))
+    try:
+        st = os.stat(path)  # follows a link: a link to a submission is graded
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return Entry(path, "ignore", "a symbolic link loop")
+        if os.path.islink(path):
+            return Entry(path, "ignore", "a dangling link (its target does not exist)")
+        return Entry(path, "ignore", f"cannot be looked at ({exc.strerror})")
+    if stat.S_ISDIR(st.st_mode):
+        return Entry(path, "ignore", "a folder (only the archives in a submissions folder are graded, "
+                                     "not what its subfolders hold)")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "special")
+        return Entry(path, "ignore", f"{kind}, not a regular file")
+    lower = name.lower()
+    if lower.endswith(_SUBMISSION) and lower not in _SUBMISSION:
+        entry = Entry(path, "grade")
+        if not (name.endswith(".tar.gz") and entry.student.isdigit()):
+            entry.warning = (f"{entry.name}: the brief names the archive <student number>.tar.gz "
+                             f"(graded as student '{entry.student}')")
+        return entry
+    if lower.endswith(_OTHER_ARCHIVES):
+        kind = next(s for s in sorted(_OTHER_ARCHIVES, key=len, reverse=True) if lower.endswith(s))
+        return Entry(path, "reject", f"a {kind} file, not a .tar.gz: the brief asks for <student number>.tar.gz "
+                                     "(make it with 'facegan pack')")
+    return Entry(path, "ignore", "not a submission (only <student number>.tar.gz files are graded)")
+
+
+def list_submissions(paths: Iterable[str | os.PathLike]) -> list[Entry]:
+    """Every entry of the folders in ``paths`` (sorted), and the files named; a path that does not
+    exist at all is an error."""
+    entries: list[Entry] = []
     missing: list[str] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(q for q in p.iterdir() if q.is_file() and q.name.endswith((".tar.gz", ".tgz")))
-        elif p.is_file():
-            found.append(p)
+            try:
+                names = sorted(os.listdir(p))
+            except OSError as exc:
+                raise FaceganError(f"{p}: cannot list the submissions folder ({exc.strerror})") from None
+            entries += [classify(p / n) for n in names]
+        elif os.path.lexists(p):
+            entries.append(classify(p))
         else:
             missing.append(str(p))
     if missing:
         raise FaceganError(f"no such submission file or folder: {', '.join(missing)}")
-    if not found:
+    if not entries:
         raise FaceganError("no submissions found (give .tar.gz files or folders holding them)")
-    return list(dict.fromkeys(found))  # a file named twice is graded once
+    seen: set[str] = set()
+    unique = []
+    for e in entries:  # a file named twice is graded once
+        key = os.path.realpath(e.path) if e.action == "grade" else str(e.path)
+        if key not in seen:
+            seen.add(key)
+            unique.append(e)
+    return unique
 
 
-def read_submission(archive: Path, count: int = DEFAULT_COUNT,
-                    size: int = DEFAULT_SIZE) -> tuple[np.ndarray, list[str], list[str]]:
-    """The images of an archive that passes ``facegan pack``'s checks, read once: uint8
-    (count, size, size, 3) in member-name order, short hashes of their pixels, and warnings.
-    Raises FaceganError listing the problems otherwise."""
-    nbytes = archive.stat().st_size
-    if nbytes > MAX_ARCHIVE_BYTES:
-        raise FaceganError(f"{archive}: {nbytes:,} bytes, more than a submission can need ({MAX_ARCHIVE_BYTES:,})")
-    kept: dict[str, tuple[np.ndarray, str]] = {}
-    report = verify(archive, count, size, keep=kept)  # every check, every problem listed
-    names = sorted(kept)
-    return np.stack([kept[n][0] for n in names]), [kept[n][1][:32] for n in names], report.warnings
+def _open_archive(path: Path) -> IO[bytes]:
+    from facegan.images import open_regular
+
+    return open_regular(path)
+
+
+def _digest(f: IO[bytes]) -> str:
+    h = hashlib.sha256()
+    for block in iter(lambda: f.read(1 << 22), b""):
+        h.update(block)
+    f.seek(0)
+    return h.hexdigest()
 
 
 class Grader:
     """Scores submissions against one reference with one scorer, caching per archive.
 
     Args:
-        ref: the reference statistics file (``.npz``).
+        ref: the reference statistics file (``.npz``); checked here, before anything is scored.
         out: the results folder.
         make_scorer: returns the :class:`~facegan.fid.features.FIDScorer` (called once, lazily).
         count, size: the protocol (the brief: 1,000 images of 64x64).
         floor: the real-data floor at ``count`` images, shown beside the scores (default: the
             one recorded in ``ref``, if measured at ``count``).
+        target: the FID to reach (e.g. 20): adds a pass/fail verdict.
+        copy_index: training photos to count copies of (:class:`~facegan.copycheck.CopyIndex`).
+        read_seconds: the time one archive may take to read and check.
+        dims: the width of the scorer's features (the FID Inception's pool3: 2048).
     """
 
     def __init__(self, ref: str | os.PathLike, out: str | os.PathLike, make_scorer: Callable[[], object],
-                 count: int = DEFAULT_COUNT, size: int = DEFAULT_SIZE, floor: float | None = None):
-        from facegan.fid.stats import Stats
-
+                 count: int = DEFAULT_COUNT, size: int = DEFAULT_SIZE, floor: float | None = None, *,
+                 target: float | None = None, copy_index=None, read_seconds: float | None = READ_SECONDS,
+                 dims: int | None = None):
         self.ref_path = Path(ref)
-        self.ref = Stats.load(self.ref_path)
+        self.ref = load_reference(self.ref_path, dims or FEATURE_DIMS)
+        from facegan.fileio import file_digest
+
         self.ref_sha256 = file_digest(self.ref_path)
         self.out = Path(out)
         self.count, self.size = count, size
         self.floor = floor if floor is not None else self.ref.floor_at(count)
+        self.target, self.copy_index, self.read_seconds = target, copy_index, read_seconds
         self._make_scorer = make_scorer
         self._scorer = None
 
     @property
     def scorer(self):
+        """The scorer, made on first use and checked against the reference's weights."""
         if self._scorer is None:
             self._scorer = self._make_scorer()
             mine, theirs = self._scorer.weights_sha256, self.ref.weights_sha256
@@ -130,151 +229,176 @@ class Grader:
                 )
         return self._scorer
 
-    def _cache_path(self, sha256: str) -> Path:
-        return self.out / "cache" / f"{sha256}.json"
-
     def _protocol(self) -> dict:
-        return {"ref_sha256": self.ref_sha256, "count": self.count, "size": self.size}
+        return {"version": _PROTOCOL_VERSION, "ref_sha256": self.ref_sha256, "count": self.count, "size": self.size,
+                "weights_sha256": self.scorer.weights_sha256,
+                "copy_index": self.copy_index.fingerprint if self.copy_index is not None else None}
 
-    def grade_one(self, archive: Path) -> GradeResult:
-        """Check and score one archive (or reuse its cached result); never raises for bad archives."""
+    def _cache_path(self, entry: Entry, sha256: str) -> Path:
+        # keyed by (file name, bytes): the file name is the student, so two students handing in the
+        # same bytes each keep their own row
+        key = hashlib.sha256(entry.path.name.encode("utf-8", "surrogateescape") + b"\0" + sha256.encode()).hexdigest()
+        return self.out / "cache" / f"{key}.json"
+
+    def _cached(self, path: Path) -> GradeResult | None:
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved.get("protocol") != self._protocol():
+                return None
+            result = GradeResult(**saved["result"])
+            json.dumps(asdict(result), ensure_ascii=False).encode("utf-8")  # no unprintable leftovers
+            return result
+        except (OSError, ValueError, TypeError, KeyError, UnicodeError):
+            return None  # missing, torn or from another version: grade again
+
+    def grade_one(self, entry: Entry | Path) -> GradeResult:
+        """Check and score one entry (or reuse its cached result); never raises for a bad archive."""
+        if not isinstance(entry, Entry):
+            entry = classify(Path(entry))
+        result = GradeResult(entry.student, entry.name, shown(entry.path, 1000),
+                             warnings=[entry.warning] if entry.warning else [])
+        if entry.action != "grade":
+            result.status = "ignored" if entry.action == "ignore" else "rejected"
+            result.problems = [entry.reason]
+            return result
+        try:
+            f = _open_archive(entry.path)
+        except FaceganError as exc:
+            result.problems = [str(exc).removeprefix(f"{entry.path}: ")]
+            return result
+        with f:
+            try:
+                nbytes = os.fstat(f.fileno()).st_size
+                if nbytes > MAX_ARCHIVE_BYTES:  # refused from its size: not even hashed
+                    result.problems = [f"{nbytes:,} bytes, more than a submission can need ({MAX_ARCHIVE_BYTES:,})"]
+                    return result
+                result.sha256 = _digest(f)
+            except OSError as exc:
+                result.problems = [f"cannot be read ({exc.strerror or exc})"]
+                return result
+            cache = self._cache_path(entry, result.sha256)
+            cached = self._cached(cache)
+            if cached is not None:
+                cached.archive = result.archive  # the folder may have moved
+                return cached
+            try:
+                self._check_and_score(f, entry, result)
+            except Exception as exc:  # noqa: BLE001 - one archive's failure must not end the run
+                result.status, result.fid, result.n = "error", None, 0
+                result.problems = [f"could not be graded ({type(exc).__name__}: {shown(str(exc), 300)}); "
+                                   "not cached, so a rerun tries again"]
+                return result
+        atomic_write_text(cache, json.dumps({"protocol": self._protocol(), "result": asdict(result)}))
+        return result
+
+    def _check_and_score(self, f: IO[bytes], entry: Entry, result: GradeResult) -> None:
         from facegan.fid.distance import frechet_distance
         from facegan.grids import save_grid
 
+        kept: dict[str, tuple[np.ndarray, str]] = {}
         try:
-            student, warning = student_archive_name(archive)
-        except FaceganError:
-            student, warning = archive.name, f"{archive.name}: not named <student number>.tar.gz"
-        sha = file_digest(archive)
-        cached = self._cache_path(sha)
-        if cached.is_file():
-            try:
-                saved = json.loads(cached.read_text())
-                if saved.get("protocol") == self._protocol() and saved.get("weights_sha256") == self.scorer.weights_sha256:
-                    return GradeResult(**{**saved["result"], "archive": str(archive), "student": student})
-            except (json.JSONDecodeError, TypeError, KeyError):
-                pass  # a torn cache file: score again
-        result = GradeResult(student, str(archive), sha, "rejected", warnings=[warning] if warning else [])
-        try:
-            images, result.pixel_hashes, warnings = read_submission(archive, self.count, self.size)
-        except FaceganError as exc:
-            result.problems = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        else:
-            result.warnings += warnings
-            st = self.scorer.statistics(images, source=str(archive))
-            result.fid = float(frechet_distance(st.mu, st.sigma, self.ref.mu, self.ref.sigma))
-            result.n, result.status = st.n, "scored"
-            grid = Path("grids") / f"{sha[:16]}.png"  # named by content: no student text in paths
-            (self.out / "grids").mkdir(parents=True, exist_ok=True)
-            save_grid(images[:_GRID_IMAGES], self.out / grid)
-            result.grid = grid.as_posix()
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        record = {"protocol": self._protocol(), "weights_sha256": self.scorer.weights_sha256, "result": asdict(result)}
-        atomic_write_text(cached, json.dumps(record))
-        return result
+            check = check_archive(f, self.count, self.size, keep=kept, seconds=self.read_seconds, name=entry.name)
+        except Exception as exc:  # noqa: BLE001 - a hostile archive met a reader bug: its rejection
+            result.problems = [f"cannot be read safely ({type(exc).__name__}: {shown(str(exc), 300)})"]
+            return
+        result.warnings += check.warnings
+        if not check.ok:
+            result.problems = check.problems
+            return
+        names = sorted(kept)
+        images = np.stack([kept[n][0] for n in names])
+        result.pixel_hashes = [kept[n][1][:32] for n in names]
+        if self.copy_index is not None:
+            copies = self.copy_index.find_copies(images)
+            result.copies = len(copies)
+            result.copy_examples = [
+                f"{shown(names[c.image])} ≈ training photo #{c.train}"
+                + (" mirrored" if c.flipped else "") + (f", shifted {c.shift}" if c.shift != (0, 0) else "")
+                + f" (similarity {c.similarity:.3f})" for c in copies[:_COPY_EXAMPLES]]
+            if copies:
+                result.warnings.append(f"{len(copies)} image(s) are copies of training photos "
+                                       f"(e.g. {result.copy_examples[0]})")
+        st = self.scorer.statistics(images, source=result.archive)
+        result.fid = float(frechet_distance(st.mu, st.sigma, self.ref.mu, self.ref.sigma))
+        result.n, result.status = st.n, "scored"
+        grid = Path("grids") / f"{result.sha256[:16]}.png"  # named by content: no student text in paths
+        (self.out / "grids").mkdir(parents=True, exist_ok=True)
+        save_grid(images[:_GRID_IMAGES], self.out / grid)
+        result.grid = grid.as_posix()
 
 
-def flag_shared_images(results: list[GradeResult]) -> None:
-    """Warn on every pair of submissions holding images with identical pixels, and on repeated
-    student numbers."""
+def load_reference(path: Path, dims: int = FEATURE_DIMS):
+    """The reference statistics, checked (``dims``-wide, readable provenance) before anything is
+    scored; a problem is a FaceganError naming the file."""
+    from facegan.fid.stats import Stats
+
+    try:
+        return Stats.load(path, dims=dims)
+    except FaceganError:
+        raise
+    except (ValueError, TypeError, KeyError, OSError) as exc:  # e.g. a malformed floor record
+        raise FaceganError(f"{path}: not usable as the reference ({type(exc).__name__}: {exc})") from None
+
+
+def flag_shared(results: list[GradeResult]) -> None:
+    """Warn on every pair of submissions holding images with identical pixels or identical bytes,
+    and on repeated student numbers."""
     owners: dict[str, set[int]] = defaultdict(set)
     for i, r in enumerate(results):
         for h in r.pixel_hashes:
             owners[h].add(i)
     shared: dict[tuple[int, int], int] = defaultdict(int)
     for idx in owners.values():
-        for a in idx:
-            for b in idx:
-                if a != b:
-                    shared[a, b] += 1
+        if len(idx) > 1:
+            for a in idx:
+                for b in idx:
+                    if a != b:
+                        shared[a, b] += 1
     for (a, b), k in sorted(shared.items()):
-        results[a].warnings.append(f"{k} image(s) identical to ones in {results[b].student} ({results[b].archive})")
-    by_student: dict[str, list[GradeResult]] = defaultdict(list)
-    for r in results:
-        by_student[r.student].append(r)
-    for student, rs in by_student.items():
-        if len(rs) > 1:
+        results[a].warnings.append(f"{k} image(s) identical to ones in {results[b].student} ({results[b].entry})")
+    for key, what in ((lambda r: r.sha256, "the same archive bytes as"), (lambda r: r.student, "the same student number as")):
+        groups: dict[str, list[GradeResult]] = defaultdict(list)
+        for r in results:
+            if r.status != "ignored" and key(r):
+                groups[key(r)].append(r)
+        for rs in groups.values():
             for r in rs:
-                r.warnings.append(f"student number {student} has {len(rs)} archives: {', '.join(x.archive for x in rs)}")
+                others = [x.entry for x in rs if x is not r]
+                if others:
+                    r.warnings.append(f"{what} {', '.join(others)}")
 
 
-def ranked(results: list[GradeResult]) -> list[GradeResult]:
-    """Scored submissions by FID (lowest first), then the rejected ones by student."""
-    return sorted(results, key=lambda r: (r.status != "scored", r.fid if r.fid is not None else 0.0, r.student))
+def rank_and_judge(results: list[GradeResult], target: float | None) -> list[GradeResult]:
+    """Ranks (equal FIDs to 4 decimals share one), verdicts against ``target``, and the rows in
+    order: scored by FID, then rejected, errors and ignored entries by name."""
+    scored = sorted((r for r in results if r.status == "scored"), key=lambda r: (round(r.fid, 4), r.student))
+    for i, r in enumerate(scored):
+        r.rank = scored[i - 1].rank if i and round(r.fid, 4) == round(scored[i - 1].fid, 4) else i + 1
+    for r in results:
+        if target is None or r.status in ("ignored", "error"):
+            r.verdict = ""
+        elif r.status == "scored" and r.fid <= target:
+            r.verdict = "review" if r.copies else "pass"
+        else:
+            r.verdict = "fail"
+    order = {"rejected": 1, "error": 2, "ignored": 3}
+    rest = sorted((r for r in results if r.status != "scored"), key=lambda r: (order[r.status], r.entry))
+    return scored + rest
 
 
-def write_results(grader: Grader, rows: list[GradeResult]) -> dict[str, Path]:
-    """``scores.json``, ``scores.csv`` and ``index.html`` of ``rows`` (already :func:`ranked`)
-    in the results folder; their paths."""
-    from facegan import __version__
-
-    out = grader.out
-    out.mkdir(parents=True, exist_ok=True)
-    floor = grader.floor
-    header = {
-        "reference": str(grader.ref_path), "reference_sha256": grader.ref_sha256, "reference_n": grader.ref.n,
-        "samples_per_submission": grader.count, "image_size": grader.size,
-        "real_data_floor": floor, "weights_sha256": grader.scorer.weights_sha256 if any(r.status == "scored" for r in rows) else None,
-        "facegan": __version__, "graded_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-    records = [{k: v for k, v in asdict(r).items() if k != "pixel_hashes"} for r in rows]
-    paths = {"json": out / "scores.json", "csv": out / "scores.csv", "html": out / "index.html"}
-    atomic_write_text(paths["json"], json.dumps({**header, "submissions": records}, indent=2) + "\n")
-
-    table = io.StringIO(newline="")
-    w = csv.writer(table)
-    w.writerow(["rank", "student", "fid", "n", "status", "problems", "warnings", "archive", "sha256"])
-    for rank, r in enumerate(rows, 1):
-        w.writerow([rank if r.status == "scored" else "", _cell(r.student), f"{r.fid:.4f}" if r.fid is not None else "",
-                    r.n, r.status, _cell(" | ".join(r.problems)), _cell(" | ".join(r.warnings)), _cell(r.archive), r.sha256])
-    atomic_write_text(paths["csv"], table.getvalue())
-    atomic_write_text(paths["html"], _html(header, rows))
-    return paths
-
-
-def _cell(text: str) -> str:
-    """A CSV cell that a spreadsheet shows as text: a leading = + - @ would make it a formula."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
-
-
-def _html(header: dict, rows: list[GradeResult]) -> str:
-    """The leaderboard page; every text that came from a submission is escaped."""
-    e = html.escape
-    floor = header["real_data_floor"]
-    lines = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>facegan grades</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}"
-        ".rejected{background:#fee}.warn{color:#a60}img{image-rendering:pixelated}</style></head><body>",
-        "<h1>FID leaderboard</h1>",
-        f"<p>FID of {header['samples_per_submission']} images per submission ({header['image_size']}x{header['image_size']}) "
-        f"against <code>{e(header['reference'])}</code>"
-        + (f" ({header['reference_n']} images)" if header["reference_n"] else "") + "; lower is better. "
-        + (f"Real photos score {floor:.2f} against this reference at this sample size (the floor). " if floor is not None else "")
-        + f"Graded {e(header['graded_at'])} by facegan {e(header['facegan'])}.</p>",
-        "<table><tr><th>rank</th><th>student</th><th>FID</th><th>images</th><th>samples</th><th>notes</th></tr>",
-    ]
-    for rank, r in enumerate(rows, 1):
-        scored = r.status == "scored"
-        notes = "".join(f"<div>{e(p)}</div>" for p in r.problems)
-        notes += "".join(f"<div class='warn'>{e(w)}</div>" for w in r.warnings)
-        grid = f"<img src='{e(r.grid)}' width='256' alt='samples'>" if r.grid else ""
-        lines.append(
-            f"<tr class='{'' if scored else 'rejected'}'><td>{rank if scored else ''}</td><td>{e(r.student)}</td>"
-            f"<td>{f'{r.fid:.2f}' if r.fid is not None else e(r.status)}</td><td>{r.n}</td><td>{grid}</td><td>{notes}</td></tr>"
-        )
-    lines.append("</table></body></html>\n")
-    return "\n".join(lines)
-
-
-def grade(archives: list[Path], grader: Grader, progress: bool = True) -> list[GradeResult]:
-    """Grade ``archives`` one by one (cached results reused), flag shared images, write the results."""
+def grade(entries: Iterable[Entry | str | os.PathLike], grader: Grader, progress: bool = True) -> list[GradeResult]:
+    """Grade every entry (cached results reused), flag what is shared, rank, write the results;
+    the rows in ranking order."""
     from tqdm import tqdm
 
-    results = []
-    for archive in tqdm(archives, desc="grade", unit="archive", disable=None if progress else True):  # None: off when not a terminal
-        results.append(grader.grade_one(archive))
-    flag_shared_images(results)
-    rows = ranked(results)
+    from facegan.leaderboard import write_results
+
+    entries = [e if isinstance(e, Entry) else classify(Path(e)) for e in entries]
+    if any(e.action == "grade" for e in entries):
+        grader.scorer  # a reference made with other weights fails here, before anything is scored
+    results = [grader.grade_one(e) for e in tqdm(entries, desc="grade", unit="entry",
+                                                  disable=None if progress else True)]  # None: off when not a terminal
+    flag_shared(results)
+    rows = rank_and_judge(results, grader.target)
     write_results(grader, rows)
     return rows

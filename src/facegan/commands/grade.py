@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import argparse
 
+_TERMINAL_PROBLEMS = 3  # per rejected row; every one is in scores.csv / scores.json / index.html
+
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from facegan.devices import DEVICE_CHOICES
+
     p = sub.add_parser(
         "grade",
         help="(staff) check, FID-score and rank many <student>.tar.gz submissions",
         description=(
-            "Check every submission as 'facegan pack --verify' does (exactly --count decodable "
-            "--size x --size RGB images, no duplicates), without extracting anything and refusing "
-            "unsafe paths, links, oversized members and oversized images; score each accepted one by "
-            "FID against REF with the same Inception network; flag images shared between "
-            "submissions; write scores.json, scores.csv and index.html (ranked, with a sample grid "
-            "per student) to -o. A rejected archive is listed with its problems and never stops "
-            "the others. Results are cached per archive: rerunning scores only new or changed files."
+            "Give every entry of the submissions folder a row: scored, rejected with every problem, or "
+            "ignored with the reason. Each <student>.tar.gz is checked as 'facegan pack --verify' does "
+            "(exactly --count decodable --size x --size RGB images, no duplicates, OS junk left out with a "
+            "warning) without extracting anything, refusing unsafe paths, links, names that collide once "
+            "extracted, oversized members, headers and images, and archives that take too long; each "
+            "accepted one is scored by FID against REF with the same Inception network. Images shared "
+            "between submissions, identical archives and, with --train-images, copies of training photos "
+            "are flagged. Writes scores.json, scores.csv and index.html (ranked, with a sample grid per "
+            "student) to -o. Results are cached per archive: rerunning scores only new or changed files."
         ),
-        epilog="example: facegan grade submissions/ --ref celeba-ref.npz -o results/",
+        epilog="example: facegan grade submissions/ --ref celeba-ref.npz -o results/ --target 20 "
+               "--train-images celeba64.npy",
     )
     p.add_argument("submissions", nargs="+", metavar="SUBMISSION",
                    help="<student number>.tar.gz files, or folders holding them")
@@ -27,7 +34,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", required=True, help="results folder (created): scores.json, scores.csv, index.html")
     p.add_argument("--count", type=int, default=1000, help="images each submission must hold (default: 1000)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (default: 64)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the Inception network runs (default: auto)")
+    p.add_argument("--target", type=float, default=None, metavar="FID",
+                   help="the FID to reach (the brief: 20): adds a pass/fail column and a summary of who passes; "
+                        "a submission that meets it but holds copies of training photos is marked 'review'")
+    p.add_argument("--train-images", default=None, metavar="NPY",
+                   help="the training photos as a uint8 .npy ('facegan prepare' output): count the images of each "
+                        "submission that are (near-)copies of them (also mirrored, re-encoded, shifted)")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="where the Inception network runs (default: auto)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for scoring (default: PyTorch's; on a shared machine fewer can be faster)")
     p.add_argument("--weights", default=None, help="FID Inception weights file (default: found offline as for 'facegan fid')")
     p.add_argument("--floor", type=float, default=None, metavar="FID",
                    help="the real-data floor to show beside the scores: what --count real photos score "
@@ -38,29 +53,49 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from facegan.devices import pick_device, set_threads
     from facegan.errors import FaceganError
     from facegan.fid.options import ScorerOptions
-    from facegan.grade import Grader, find_archives, grade
-    from facegan.train.distributed import pick_device
+    from facegan.grade import Grader, grade, list_submissions
 
     if args.count < 2 or args.size < 1:
         raise FaceganError("--count must be at least 2 and --size positive")
-    archives = find_archives(args.submissions)
-    opts = ScorerOptions(device=str(pick_device(args.device)), weights=args.weights)
+    device = pick_device(args.device)  # --device cuda without a GPU: one line, before any work
+    set_threads(args.threads)
+    entries = list_submissions(args.submissions)
+    opts = ScorerOptions(device=str(device), weights=args.weights)
     grader = Grader(args.ref, args.out, lambda: opts.scorer(progress=False), count=args.count, size=args.size,
-                    floor=args.floor)
-    results = grade(archives, grader, progress=not args.quiet)
-    floor = grader.floor
-    print(f"{'rank':>4}  {'student':<16} {'FID':>8}  notes")
-    for rank, r in enumerate(results, 1):
-        if r.status == "scored":
-            note = f"{len(r.warnings)} warning(s)" if r.warnings else ""
-            print(f"{rank:>4}  {r.student:<16} {r.fid:>8.2f}  {note}")
-        else:
-            print(f"{'':>4}  {r.student:<16} {'rejected':>8}  {r.problems[0] if r.problems else ''}")
-    scored = sum(r.status == "scored" for r in results)
-    print(f"facegan grade: {scored} scored, {len(results) - scored} rejected; FID on {args.count} images each "
-          f"vs {args.ref} ({f'{grader.ref.n} images' if grader.ref.n else 'image count not recorded'})"
-          + (f"; real photos score {floor:.2f} at this size" if floor is not None else "; real-data floor unknown (--floor)")
-          + f"; results in {grader.out}/ (index.html, scores.csv, scores.json)")
+                    floor=args.floor, target=args.target)  # the reference is checked here, before anything else
+    if args.train_images:
+        from facegan.copycheck import CopyIndex
+
+        grader.copy_index = CopyIndex.from_file(args.train_images, progress=not args.quiet)
+    rows = grade(entries, grader, progress=not args.quiet)
+    _print(rows, grader)
     return 0
+
+
+def _print(rows, grader) -> None:
+    from facegan.leaderboard import reference_words, summary, summary_line
+
+    target, checking = grader.target, grader.copy_index is not None
+    print(f"{'rank':>4}  {'student':<16} {'FID':>8}" + ("  pass  " if target is not None else "")
+          + ("  copies" if checking else "") + "  notes")
+    for r in rows:
+        fid = f"{r.fid:8.2f}" if r.fid is not None else f"{r.status:>8}"
+        verdict = f"  {r.verdict:<6}" if target is not None else ""
+        copies = f"  {'' if r.copies is None else r.copies:>6}" if checking else ""
+        first = r.problems[0] if r.problems else ""
+        print(f"{r.rank or '':>4}  {r.student:<16} {fid}{verdict}{copies}  {first}")
+        for p in r.problems[1:_TERMINAL_PROBLEMS]:
+            print(f"{'':>6}{p}")
+        if len(r.problems) > _TERMINAL_PROBLEMS:
+            print(f"{'':>6}... and {len(r.problems) - _TERMINAL_PROBLEMS} more problem(s) (scores.csv)")
+        for w in r.warnings:
+            print(f"{'':>6}warning: {w}")
+    floor = grader.floor
+    print(f"facegan grade: {summary_line(summary(rows, target), target)}; FID on {grader.count} images each vs "
+          f"{grader.ref_path} ({reference_words(grader)})"
+          + (f"; real photos score {floor:.2f} at this size" if floor is not None else "; real-data floor unknown (--floor)")
+          + ("" if checking else "; copy check off (--train-images)")
+          + f"; results in {grader.out}/ (index.html, scores.csv, scores.json)")
