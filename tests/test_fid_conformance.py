@@ -241,6 +241,17 @@ def test_facegan_fid_equals_pytorch_fid(fid_env, reference_run, tmp_path, capsys
     from_stats = _facegan_json(["fid", str(a), str(ref), "--no-fuse"], capsys)
     assert from_stats["kid"] is None and "both sides" in from_stats["kid_note"]
 
+    # the Python API (clean-fid's shape) on the same images held in memory, with the real network
+    import warnings
+
+    from facegan.fid import FIDWarning, compute_fid
+
+    pixels = np.stack([np.asarray(Image.open(p)) for p in sorted(Path(a).glob("*.png"))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FIDWarning)  # 12 images: "fewer than 2048" is expected
+        from_api = compute_fid(pixels, str(ref), device="cpu")
+
     theirs = _pytorch_fid_result(proc)
     assert ours["fid"] == pytest.approx(theirs, abs=1e-3)
     assert from_stats["fid"] == pytest.approx(theirs, abs=1e-3)
+    assert from_api == pytest.approx(theirs, abs=1e-3)
