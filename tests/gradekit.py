@@ -62,7 +62,7 @@ def images(seed: int, n: int, brightness: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     coarse = rng.integers(0, 200, (n, 8, 8, 3)).astype(np.float32)
     big = np.asarray([np.asarray(Image.fromarray(c.astype(np.uint8)).resize((64, 64), Image.BICUBIC)) for c in coarse])
-    noise = rng.integers(0, 40, big.shape)
+    noise = rng.integers(0, 4, big.shape)  # a little grain, as photos have: JPEG keeps most of it
     return (big.astype(np.int32) + noise + brightness).clip(0, 255).astype(np.uint8)
 
 
