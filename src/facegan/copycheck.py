@@ -50,8 +50,10 @@ CANDIDATES = 5
 CANDIDATE_SCORE = 0.85
 #: Side of the thumbnail grid of stage 1 (8x8 blocks of colour).
 GRID = 8
+#: Principal components of each thumbnail half the search runs on (of 96).
+RETRIEVAL_DIMS = 32
 _GREY = np.array([0.299, 0.587, 0.114], np.float32)
-_CHUNK = 8192  # training rows per matrix product (bounds memory: 1,000 x 8,192 floats)
+_CHUNK = 16384  # training rows per matrix product (bounds memory: 1,024 x 16,384 floats)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,11 @@ class CopyIndex:
                  threshold: float = THRESHOLD, candidates: int = CANDIDATES, max_shift: int = MAX_SHIFT):
         self.train, self.sym, self.anti = train, sym, anti
         self.source, self.threshold, self.candidates, self.max_shift = source, threshold, candidates, max_shift
+        # The search runs on the leading principal components of each half (a third of the
+        # numbers, ~98 % of their energy): 3x fewer multiply-adds against every photo; the
+        # candidates it finds are then scored on the full thumbnails.
+        self._bases = [_principal_axes(h, RETRIEVAL_DIMS) for h in (sym, anti)]
+        self._reduced = [np.ascontiguousarray(h @ b) for h, b in zip((sym, anti), self._bases)]
         self._fingerprint: str | None = None
 
     @classmethod
@@ -168,46 +175,62 @@ class CopyIndex:
     def _find(self, images: np.ndarray, offset: int) -> list[Copy]:
         import torch
 
-        index, flipped, coarse = self._candidates(images)
-        rows, cols = np.nonzero(coarse >= CANDIDATE_SCORE)  # most honest images have none left
-        if rows.size == 0:
+        index, s, a = self._candidates(images)
+        # Both orientations of a candidate whose thumbnail is close enough: a nearly symmetric
+        # face can score a hair better mirrored than as it is.
+        pairs = [(*np.nonzero(s + a >= CANDIDATE_SCORE), False), (*np.nonzero(s - a >= CANDIDATE_SCORE), True)]
+        rows = np.concatenate([r for r, _, _ in pairs])
+        if rows.size == 0:  # most honest images: no photo close enough to look at
             return []
+        cols = np.concatenate([c for _, c, _ in pairs])
+        mirror = np.concatenate([np.full(len(r), m) for r, _, m in pairs])
         photos, which = np.unique(index[rows, cols], return_inverse=True)  # each photo read once
         cand = _grey(np.asarray(self.train[photos]))[which]
-        mirror = flipped[rows, cols]
         cand[mirror] = cand[mirror, :, ::-1]
         with torch.inference_mode():
             score, shift = _aligned_ncc(torch.from_numpy(_grey(images)[rows]), torch.from_numpy(cand), self.max_shift)
         out = []
         for i in np.unique(rows):  # each image's best pair
-            pairs = np.flatnonzero(rows == i)
-            j = pairs[score[pairs].argmax()]
+            mine = np.flatnonzero(rows == i)
+            j = mine[score[mine].argmax()]
             if score[j] >= self.threshold:
                 out.append(Copy(int(i) + offset, int(index[i, cols[j]]), float(score[j]), bool(mirror[j]),
                                 (int(shift[j, 0]), int(shift[j, 1]))))
         return out
 
-    def _candidates(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(n, k) indices of the best-matching training photos, whether mirrored, and their
-        thumbnail similarity."""
+    def _candidates(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(n, k) indices of the training photos whose thumbnails best match, and the full
+        thumbnails' symmetric and antisymmetric dot products with them (plain: ``s + a``,
+        mirrored: ``s - a``)."""
         import torch
 
-        qs, qa = (torch.from_numpy(h) for h in _halves(_thumbnails(images)))
-        k = min(self.candidates, len(self.train))
-        best_v = torch.full((len(images), 0), -2.0)
-        best_i = torch.zeros((len(images), 0), dtype=torch.long)
-        sym, anti = torch.from_numpy(self.sym), torch.from_numpy(self.anti)
+        qs, qa = _halves(_thumbnails(images))
+        (bs, ba), (rs, ra) = self._bases, self._reduced
+        qs_r, qa_r = torch.from_numpy(qs @ bs), torch.from_numpy(qa @ ba)
+        k = min(2 * self.candidates, len(self.train))  # the reduced search's margin
+        values, where = [], []
+        rs, ra = torch.from_numpy(rs), torch.from_numpy(ra)
         with torch.inference_mode():
             for start in range(0, len(self.train), _CHUNK):
-                s = qs @ sym[start : start + _CHUNK].T
-                a = qa @ anti[start : start + _CHUNK].T
-                # plain s + a, mirrored s - a: the better of the two is s + |a|; a < 0 says mirrored
-                v, i = torch.topk(a.abs().add_(s), min(k, s.shape[1]), dim=1)
-                ids = (i + start) * 2 + (torch.gather(a, 1, i) < 0)
-                best_v, order = torch.topk(torch.cat([best_v, v], 1), min(k, best_v.shape[1] + v.shape[1]), dim=1)
-                best_i = torch.gather(torch.cat([best_i, ids], 1), 1, order)
-        ids = best_i.numpy()
-        return ids // 2, (ids % 2).astype(bool), best_v.numpy()
+                sc = (qa_r @ ra[start : start + _CHUNK].T).abs_().add_(qs_r @ rs[start : start + _CHUNK].T)
+                v, i = torch.topk(sc, min(k, sc.shape[1]), dim=1)  # the better orientation: s + |a|
+                values.append(v)
+                where.append(i + start)
+            order = torch.topk(torch.cat(values, 1), k, dim=1).indices
+            best_i = torch.gather(torch.cat(where, 1), 1, order)
+        index = best_i.numpy()
+        s = np.einsum("nd,nkd->nk", qs, self.sym[index])
+        a = np.einsum("nd,nkd->nk", qa, self.anti[index])
+        keep = np.argsort(-(s + np.abs(a)), axis=1)[:, : self.candidates]  # the best on full thumbnails
+        take = lambda x: np.take_along_axis(x, keep, axis=1)  # noqa: E731
+        return take(index), take(s), take(a)
+
+
+def _principal_axes(x: np.ndarray, d: int) -> np.ndarray:
+    """(D, d) leading eigenvectors of ``x``'s second moment (dot products are what is kept)."""
+    d = min(d, x.shape[1])
+    _, vectors = np.linalg.eigh((x.T @ x).astype(np.float64))
+    return np.ascontiguousarray(vectors[:, ::-1][:, :d], np.float32)
 
 
 def _aligned_ncc(query: "torch.Tensor", cand: "torch.Tensor", m: int) -> tuple[np.ndarray, np.ndarray]:
