@@ -115,7 +115,7 @@ def _size_warning(key: str, label: str, images: ImageSet, expect: tuple[int, int
 
 
 def _count_warning(key: str, label: str, n: int, have_floor: bool) -> str:
-    hint = ("read it against the floor below" if have_floor else
+    hint = ("read it against the real-data floor reported with it" if have_floor else
             "compare it with the real-data floor at the same size (--floor REAL, or a reference "
             "made with 'facegan stats --floor')")
     return (f"{key.upper()} ({label}) has {n} images, fewer than {FEATURE_DIMS}: its covariance is "
