@@ -192,3 +192,8 @@ def test_pack_is_reproducible(tmp_path):
         members = tf.getmembers()
     assert [m.name for m in members] == ["20250001"] + [f"20250001/{i:04d}.png" for i in range(N)]
     assert {(m.mtime, m.uid, m.gid, m.uname, m.gname) for m in members} == {(PACK_MTIME, 0, 0, "", "")}
+
+
+def test_a_missing_archive_is_named(tmp_path, capsys):
+    assert main(["pack", "--verify", str(tmp_path / "20250001.tar.gz")]) == 2
+    assert f"{tmp_path / '20250001.tar.gz'}: 1 problem(s):\n  no such file" in capsys.readouterr().err

@@ -193,6 +193,8 @@ def open_regular(path: str | os.PathLike) -> IO[bytes]:
     try:
         st = os.stat(path)
     except OSError:
+        if not os.path.lexists(path):
+            raise FaceganError(f"{path}: no such file") from None
         raise FaceganError(f"{path}: {_not_regular(path)}") from None
     if not stat.S_ISREG(st.st_mode):
         raise FaceganError(f"{path}: {_kind_of(st.st_mode)}")
