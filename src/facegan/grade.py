@@ -39,6 +39,7 @@ import numpy as np
 from facegan.errors import FaceganError
 from facegan.fid.features import FEATURE_DIMS
 from facegan.fileio import atomic_write_text
+from facegan.images import open_regular
 from facegan.pack import (DEFAULT_COUNT, DEFAULT_SIZE, MAX_ARCHIVE_BYTES, READ_SECONDS, check_archive,
                           is_os_junk)
 from facegan.safetext import shown
@@ -170,12 +171,6 @@ def list_submissions(paths: Iterable[str | os.PathLike]) -> list[Entry]:
     return unique
 
 
-def _open_archive(path: Path) -> IO[bytes]:
-    from facegan.images import open_regular
-
-    return open_regular(path)
-
-
 def _digest(f: IO[bytes]) -> str:
     h = hashlib.sha256()
     for block in iter(lambda: f.read(1 << 22), b""):
@@ -262,7 +257,7 @@ class Grader:
             result.problems = [entry.reason]
             return result
         try:
-            f = _open_archive(entry.path)
+            f = open_regular(entry.path)  # not a FIFO or device: refused without blocking
         except FaceganError as exc:
             result.problems = [str(exc).removeprefix(f"{entry.path}: ")]
             return result

@@ -215,13 +215,6 @@ def _read_samples(samples_dir: str | os.PathLike, count: int, size: int) -> tupl
     return files, warnings
 
 
-def check_samples(samples_dir: str | os.PathLike, count: int = DEFAULT_COUNT,
-                  size: int = DEFAULT_SIZE) -> tuple[list[str], list[str]]:
-    """``(image names, warnings)`` of a samples folder that passes the checks, else FaceganError."""
-    files, warnings = _read_samples(samples_dir, count, size)
-    return list(files), warnings
-
-
 def is_os_junk(name: str) -> bool:
     """Files an operating system adds by itself: ``.DS_Store``, ``._*``, ``__MACOSX/``,
     ``Thumbs.db``, ``desktop.ini``."""
