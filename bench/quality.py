@@ -1,138 +1,119 @@
-"""Quality: the default recipe trained for a fixed time on the shared photos, then FID@1k.
+"""Quality: presets trained for a fixed time on the shared photos, each scored by FID@1k.
 
-Trains ``facegan.train.training_loop`` with its defaults for ``--minutes`` on the 64×64 cache of
-``../shared/data/celeba-10k``, then scores 1,000 samples (seeds 0…999) against the photos'
-statistics (``celeba-10k-stats.npz``) for several ways of sampling the same run, to show which
-one ``facegan sample`` should use:
+For each ``--presets`` entry (one after another, on the same machine, in one script run), trains
+``facegan.train.training_loop`` for ``--minutes`` on the 64x64 cache of
+``../shared/data/celeba-10k``, then scores:
 
-* G — the raw generator in eval mode (BatchNorm with its running statistics);
-* EMA, statistics copied from G — the weight average with G's BatchNorm running statistics;
-* EMA, statistics recalibrated — the average with statistics re-estimated for its own weights
-  (what the checkpoint holds and ``facegan sample`` uses);
-* G / EMA with batch statistics — train-mode BatchNorm over batches of 125 samples (image i then
-  depends on its batch-mates, so it is not the default).
+* FID@1k of the 1,000 images ``facegan sample`` hands in (seeds 0…999, EMA) against
+  ``celeba-10k-stats.npz``, beside the real-data floor (1,000 real photos vs the other 9,000: 16.43);
+* the curve: FID@1k against images seen, from EMA snapshots taken during training on the
+  selection seeds (1,000,000 and up: disjoint from the handed-in ones); snapshot sampling counts
+  against the run's minutes, scoring happens after training;
+* a copy check: each sample's RMS pixel distance to its nearest training photo, beside the same
+  for real photos to their nearest other photo (a copier would sit far below).
 
-Each score is printed beside the real-data floor (1,000 real photos vs the other 9,000: ≈16.4)
-and a copy check: for each generated image the distance to its nearest training photo in pixel
-space, against the same for real photos (to their nearest *other* photo). A generator copying
-its training set would show sample distances far below the real ones.
+Then the winner is trained again with ``--repeat`` other seeds, for the run-to-run spread.
 
-    python bench/quality.py [--minutes 20] [--device auto]
-
-Needs the FID engine (``facegan.fid``) for the scores.
+    python bench/quality.py --presets dcgan,cpu,gpu --minutes 20 [--repeat 1] [--json results.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from _common import SHARED, build_cache  # bench/ is on sys.path when run as a script
-
-FLOOR_1K = 16.43  # celeba-10k-figures.md: 1,000 real vs the other 9,000, mean of 10 splits
+from _common import PHOTOS, build_cache  # bench/ is on sys.path when run as a script
+from _scoring import FLOOR_1K, REF, Scorer, copy_check
 
 
-@torch.no_grad()
-def generate_batch_stats(generator: torch.nn.Module, n: int, batch: int, device) -> np.ndarray:
-    """Seeds 0..n-1 with BatchNorm in train mode (statistics of each batch of ``batch``)."""
-    from facegan.sample import noise_for_seeds, to_uint8
+def train_and_score(preset: str, seed: int, minutes: float, cache: Path, out: Path, scorer: Scorer,
+                    train: np.ndarray, curve_points: int, device: str, threads: int | None) -> dict:
+    from facegan.models.sampling import GeneratorSampler, selection_seeds
+    from facegan.sample import load_generator
+    from facegan.train import TrainConfig, training_loop
+    from facegan.train.autotune import tune_run
+    from facegan.train.presets import resolve
 
-    g = copy.deepcopy(generator).to(device).train()  # train mode would update the copy's running stats only
-    out = [to_uint8(g(noise_for_seeds(range(i, min(i + batch, n)), g.z_dim).to(device))) for i in range(0, n, batch)]
-    return np.concatenate(out)
+    cfg = TrainConfig(**resolve(preset, dict(data=str(cache), out=str(out), minutes=minutes, seed=seed,
+                                             device=device, threads=threads, progress=False)))
+    marks = [minutes * 60 * (k + 1) / curve_points for k in range(curve_points - 1)]  # the last point: the end
+    snaps: list[tuple[float, np.ndarray]] = []
 
+    def on_tick(progress, generator) -> None:
+        if marks and progress.elapsed >= marks[0]:
+            marks.pop(0)
+            snaps.append((progress.nimg / 1000, GeneratorSampler(generator())(selection_seeds(1000))))
 
-def nearest_distances(queries: np.ndarray, pool: np.ndarray, exclude_self: bool = False, chunk: int = 250) -> np.ndarray:
-    """For each query image, the RMS pixel distance (0-255 scale) to its nearest image in ``pool``."""
-    p = torch.from_numpy(np.asarray(pool.reshape(len(pool), -1), dtype=np.float32))
-    p_sq = (p * p).sum(1)
-    out = []
-    for i in range(0, len(queries), chunk):
-        q = torch.from_numpy(np.asarray(queries[i : i + chunk].reshape(-1, p.shape[1]), dtype=np.float32))
-        d2 = (q * q).sum(1, keepdim=True) + p_sq[None] - 2 * q @ p.T  # ‖q−p‖² without the (N, M, D) tensor
-        if exclude_self:
-            d2[torch.arange(len(q)), torch.arange(i, i + len(q))] = float("inf")
-        out.append(d2.clamp_min(0).min(1).values)
-    return (torch.cat(out) / p.shape[1]).sqrt().numpy()
+    t = time.perf_counter()
+    tuned = tune_run(cfg)
+    res = training_loop(cfg, tuned=tuned, on_tick=on_tick)
+    G = load_generator(res.last, "ema")
+    final = GeneratorSampler(G)(list(range(1000)))
+    snaps.append((res.nimg / 1000, GeneratorSampler(G)(selection_seeds(1000))))
+    print(f"  {preset} seed {seed}: trained {res.nimg / 1000:.1f} kimg in {res.elapsed / 60:.1f} min; scoring ...",
+          flush=True)
+    row = {"preset": preset, "seed": seed, "kimg": res.nimg / 1000, "minutes": res.elapsed / 60,
+           "img_per_s": res.nimg / max(res.elapsed, 1e-9), "speed": tuned.best.describe() if tuned else "as given",
+           "fid": scorer.fid(final), "curve": [(k, scorer.fid(x)) for k, x in snaps],
+           "copy": copy_check(final, train), "wall_min": (time.perf_counter() - t) / 60}
+    print(f"  {preset} seed {seed}: FID@1k {row['fid']:.1f} (floor {FLOOR_1K}); curve "
+          + ", ".join(f"{k:.0f} kimg {f:.1f}" for k, f in row["curve"]), flush=True)
+    return row
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=20.0, help="training time (default 20)")
-    ap.add_argument("--photos", type=Path, default=SHARED / "celeba-10k")
-    ap.add_argument("--ref", type=Path, default=SHARED / "celeba-10k-stats.npz")
+    ap.add_argument("--presets", default="dcgan,cpu,gpu", help="comma-separated presets (default dcgan,cpu,gpu)")
+    ap.add_argument("--minutes", type=float, default=20.0, help="training time per run (default 20)")
+    ap.add_argument("--repeat", type=int, default=1, help="extra seeds of the winner (default 1)")
+    ap.add_argument("--curve-points", type=int, default=2, help="FID points per run incl. the end (default 2)")
+    ap.add_argument("--photos", type=Path, default=PHOTOS)
+    ap.add_argument("--ref", type=Path, default=REF)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "facegan-bench" / "celeba10k-64.npy")
-    ap.add_argument("--out", type=Path, default=None, help="run folder (default: a new temporary one)")
-    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    ap.add_argument("-n", type=int, default=1000, help="samples per FID (default 1000, the brief's)")
-    ap.add_argument("--threads", type=int, default=None, help="CPU threads for training (default: one per core)")
+    ap.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: measured at the start)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = ap.parse_args()
 
-    from facegan.fid import FIDScorer, Stats, frechet_distance  # the FID engine (another module of facegan)
     from facegan.images import load_uint8_array
-    from facegan.sample import generate
-    from facegan.train import TrainConfig, training_loop
-    from facegan.train.checkpoint import build_generator, load
-    from facegan.train.distributed import pick_device
+    from facegan.runtime import configure_torch
+    from facegan.train.autotune import cpu_name
 
-    device = pick_device(args.device)
-    out = args.out or Path(tempfile.mkdtemp(prefix="facegan-quality-")) / "run"
+    configure_torch(args.device if args.device != "auto" else "cpu", args.threads)
     cache = build_cache(args.photos, args.cache)
-    print(f"training the default recipe for {args.minutes:g} min on {device} -> {out}", flush=True)
-    res = training_loop(TrainConfig(data=str(cache), out=str(out), minutes=args.minutes, device=args.device,
-                                    threads=args.threads))
-    state = load(res.last)
-
-    G = build_generator(state["config"])
-    G.load_state_dict(state["G"])
-    E_recal = build_generator(state["config"])
-    E_recal.load_state_dict(state["G_ema"])
-    E_copy = copy.deepcopy(E_recal)
-    bn_keys = [k for k in state["G"] if "running_" in k or "num_batches" in k]
-    E_copy.load_state_dict({**state["G_ema"], **{k: state["G"][k] for k in bn_keys}})
-    G, E_recal, E_copy = (m.to(device).eval() for m in (G, E_recal, E_copy))
-    seeds = list(range(args.n))
-    variants = {
-        "G (eval mode, its running BN statistics)": generate(G, seeds, device=device),
-        "EMA, BN statistics copied from G": generate(E_copy, seeds, device=device),
-        "EMA, BN statistics recalibrated (default)": generate(E_recal, seeds, device=device),
-        "G, batch statistics (batches of 125)": generate_batch_stats(G, args.n, 125, device),
-        "EMA, batch statistics (batches of 125)": generate_batch_stats(E_recal, args.n, 125, device),
-    }
-
-    scorer = FIDScorer(device)
-    ref = Stats.load(args.ref)
-    rows = []
-    for name, images in variants.items():
-        t = time.perf_counter()
-        s = scorer.statistics(images)
-        fid = float(frechet_distance(s.mu, s.sigma, ref.mu, ref.sigma))
-        rows.append((name, fid))
-        print(f"  {name}: FID@{args.n} {fid:.1f}  ({time.perf_counter() - t:.0f} s)", flush=True)
-
     train = np.asarray(load_uint8_array(cache))
-    fake_nn = nearest_distances(variants["EMA, BN statistics recalibrated (default)"], train)
-    rng = np.random.default_rng(0)
-    idx = rng.choice(len(train), size=min(args.n, len(train)), replace=False)
-    pool = np.concatenate([train[idx], np.delete(train, idx, axis=0)])  # queries first, so "self" is index i
-    real_nn = nearest_distances(train[idx], pool, exclude_self=True)
-
-    print(f"\ntrained {state['nimg'] / 1000:.1f} kimg in {state['elapsed'] / 60:.1f} min on {device} "
-          f"(step {state['step']}); FID@{args.n} vs {args.ref.name}; real-data floor ≈ {FLOOR_1K}")
-    print(f"\n| sampling ({args.minutes:g} min run) | FID@{args.n} | floor |\n|---|---:|---:|")
-    for name, fid in rows:
-        print(f"| {name} | {fid:.1f} | {FLOOR_1K} |")
-    best = min(rows, key=lambda r: r[1])
-    print(f"\nbest sampling for this run: {best[0]} (FID {best[1]:.1f})")
-    print("\ncopy check (RMS pixel distance 0-255 to the nearest training photo; median / 1st percentile / min):")
-    print(f"  generated (EMA recalibrated): {np.median(fake_nn):.1f} / {np.percentile(fake_nn, 1):.1f} / {fake_nn.min():.1f}")
-    print(f"  real photos (to another one): {np.median(real_nn):.1f} / {np.percentile(real_nn, 1):.1f} / {real_nn.min():.1f}")
+    scorer = Scorer(args.ref, "cpu" if args.device == "auto" else args.device)
+    root = Path(tempfile.mkdtemp(prefix="facegan-quality-"))
+    print(f"{cpu_name()}; {len(train)} photos; {args.minutes:g} min per run; runs in {root}", flush=True)
+    rows = []
+    for preset in args.presets.split(","):
+        rows.append(train_and_score(preset, 0, args.minutes, cache, root / f"{preset}-s0", scorer, train,
+                                    args.curve_points, args.device, args.threads))
+    best = min(rows, key=lambda r: r["fid"])["preset"]
+    for seed in range(1, args.repeat + 1):
+        rows.append(train_and_score(best, seed, args.minutes, cache, root / f"{best}-s{seed}", scorer, train,
+                                    args.curve_points, args.device, args.threads))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    base = next((r["fid"] for r in rows if r["preset"] == "dcgan" and r["seed"] == 0), None)
+    print(f"\n| preset | seed | kimg in {args.minutes:g} min | img/s | FID@1k (seeds 0-999) | vs dcgan | floor | "
+          "curve (kimg: FID@1k, seeds 1M+) | copy check median/p1 (real) |\n|---|---:|---:|---:|---:|---:|---:|---|---|")
+    for r in rows:
+        c = r["copy"]
+        ratio = f"{r['fid'] / base:.2f}x" if base else "-"
+        curve = "; ".join(f"{k:.0f}: {f:.1f}" for k, f in r["curve"])
+        print(f"| {r['preset']} | {r['seed']} | {r['kimg']:.1f} | {r['img_per_s']:.0f} | {r['fid']:.1f} | {ratio} | "
+              f"{FLOOR_1K} | {curve} | {c['fake_median']:.1f}/{c['fake_p1']:.1f} ({c['real_median']:.1f}/"
+              f"{c['real_p1']:.1f}) |")
+    same = [r["fid"] for r in rows if r["preset"] == best]
+    if len(same) > 1:
+        print(f"\n{best}: FID@1k over {len(same)} seeds {np.mean(same):.1f} ± {np.std(same, ddof=1):.1f} "
+              f"(min {min(same):.1f}, max {max(same):.1f})")
 
 
 if __name__ == "__main__":

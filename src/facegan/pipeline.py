@@ -289,7 +289,8 @@ def _report(run: RunResult, n_samples: int, floor: dict | None, archive_bytes: i
         floor_txt = (f"; real photos score {floor['mean']:.2f}{spread} "
                      f"({floor['n_sample']} vs the other {floor['n_rest']})")
     log("")
-    log(f"FID@{n_samples} = {run.fid:.2f} (vs {run.n} reference photos){floor_txt}")
+    ref_text = f"{run.n} reference photos" if run.n else "a reference of unknown size"
+    log(f"FID@{n_samples} = {run.fid:.2f} (vs {ref_text}){floor_txt}")
     log(f"  samples   {samples}/  (grid: {out}/grid-*.png, curves: {out}/curves.png)")
     how = f"{archive_bytes / 1e6:.1f} MB, verified" if archive_bytes is not None else "packed and verified in an earlier run"
     log(f"  archive   {archive}  ({how})")

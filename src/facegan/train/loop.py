@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -300,7 +300,8 @@ class SamplingModel:
 
 
 def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None,
-                  destroy_process_group: bool = True, tuned: TuneResult | None = None) -> TrainResult:
+                  destroy_process_group: bool = True, tuned: TuneResult | None = None,
+                  on_tick: Callable[[Progress, Callable[[], nn.Module]], None] | None = None) -> TrainResult:
     """Train ``cfg.arch`` on ``cfg.data`` into ``cfg.out`` until ``cfg.kimg``/``cfg.minutes``.
 
     Args:
@@ -312,6 +313,9 @@ def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None,
         tuned: the measured speed settings (:func:`facegan.train.autotune.tune_run`) used in
             place of ``cfg``'s ``auto`` ones; the thread count is then re-checked when the speed
             falls far below the measured one. ``cfg`` itself (and config.json) keeps ``auto``.
+        on_tick: called on rank 0 after each tick with the counters and a function that returns
+            the sampling generator (the EMA, BatchNorm re-estimated) — for a benchmark's curve
+            snapshots; it must not touch the training's random state (use seeded sampling).
 
     Process-wide settings (threads, flushing denormals, TF32) are the caller's:
     :func:`facegan.runtime.configure_torch`. Raises :class:`FaceganError` for unusable input and
@@ -320,7 +324,7 @@ def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None,
     """
     info = dist_util.setup(cfg.device)
     try:
-        return _Run(cfg, info, resume, scorer, tuned).train()
+        return _Run(cfg, info, resume, scorer, tuned, on_tick).train()
     except OSError as exc:
         if isinstance(exc, FaceganError):
             raise
@@ -336,8 +340,8 @@ class _Run:
     """One call of :func:`training_loop`: its parts, counters and outputs."""
 
     def __init__(self, cfg: TrainConfig, info: dist_util.DistInfo, resume: bool, scorer: Any,
-                 tuned: TuneResult | None = None):
-        self.cfg, self.info, self.resume, self.tuned = cfg, info, resume, tuned
+                 tuned: TuneResult | None = None, on_tick: Callable[..., None] | None = None):
+        self.cfg, self.info, self.resume, self.tuned, self.on_tick = cfg, info, resume, tuned, on_tick
         self.watch = None
         self.lr_scale = 1.0
         if tuned is not None:
@@ -513,6 +517,8 @@ class _Run:
                         continue
                     first_tick_done = True
                     self._tick(sums, tick_start_img, tick_train_s)
+                    if self.on_tick is not None and info.is_main:
+                        self.on_tick(pr, lambda: self.sampling(pr.step))
                     next_tick = _next_multiple(pr.nimg, cfg.tick_kimg)
                     if info.is_main and (pr.nimg >= next_grid or last_step):
                         self.grid()
