@@ -106,6 +106,10 @@ def test_grade_counts_copies_in_every_output(stand_in, tmp_path, capsys):
     assert "20250001/0000.png ≈ training photo #10 mirrored" in first["copy_examples"][0]
     page = (out / "index.html").read_text()
     assert f"<td data-v='{n}'>{n}</td>" in page and "Copy check against 300 training photos" in page
+    np.save(tmp_path / "small.npy", train[:, ::2, ::2])
+    assert main(["grade", str(sub), "--ref", str(ref), "-o", str(out), "--count", str(n), "--quiet",
+                 "--train-images", str(tmp_path / "small.npy")]) == 2
+    assert "small.npy: 32x32 photos, but submissions hold 64x64 images" in capsys.readouterr().err
 
 
 @pytest.mark.realdata

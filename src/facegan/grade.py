@@ -389,6 +389,11 @@ def grade(entries: Iterable[Entry | str | os.PathLike], grader: Grader, progress
     from facegan.leaderboard import write_results
 
     entries = [e if isinstance(e, Entry) else classify(Path(e)) for e in entries]
+    index = grader.copy_index
+    if index is not None and tuple(index.train.shape[1:3]) != (grader.size, grader.size):
+        raise FaceganError(f"{index.source or 'training images'}: {index.train.shape[1]}x{index.train.shape[2]} photos, "
+                           f"but submissions hold {grader.size}x{grader.size} images: give the 'facegan prepare' "
+                           "cache of the same size")
     if any(e.action == "grade" for e in entries):
         grader.scorer  # a reference made with other weights fails here, before anything is scored
     results = [grader.grade_one(e) for e in tqdm(entries, desc="grade", unit="entry",
