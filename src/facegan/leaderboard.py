@@ -56,7 +56,7 @@ def summary_line(s: dict, target: float | None) -> str:
 
 def reference_words(grader: "Grader") -> str:
     """How the reference is described everywhere: its size, or that it is unknown."""
-    return f"{grader.ref.n:,} images" if grader.ref.n else "reference of unknown size"
+    return grader.ref.size_text("reference")
 
 
 def header(grader: "Grader", rows: list["GradeResult"]) -> dict:
