@@ -102,7 +102,7 @@ def tutorial_stepper(photos: Path):
 
 
 def facegan_stepper(cache: Path, precision: str = "auto", channels_last: bool = True, matmul_convs: str = "auto",
-                    **train: object):
+                    threads: int | None = None, **train: object):
     """One-step function of facegan's training, built by the loop's own ``build_parts`` (registry
     models, in-memory ``BatchLoader`` with flips, Adam, the step module, the EMA update), minus
     logging and checkpoints. ``train``: further TrainConfig fields (e.g. ``arch``, ``g``)."""
@@ -113,9 +113,10 @@ def facegan_stepper(cache: Path, precision: str = "auto", channels_last: bool = 
     from facegan.train.ema import ema_beta, update_ema
     from facegan.train.loop import build_parts
 
-    configure_torch("cpu", torch.get_num_threads())  # as `facegan train` does at its entry
+    configure_torch("cpu")  # as `facegan train` does at its entry
     cfg = TrainConfig(data=str(cache), out="unused", kimg=1, device="cpu", precision=precision,
                       channels_last=channels_last, matmul_convs=matmul_convs, batch=BATCH, **train)
+    n_threads = threads or torch.get_num_threads()
     parts = build_parts(cfg, load_uint8_array(cache), DistInfo())
     nimg = 0
 
@@ -129,8 +130,22 @@ def facegan_stepper(cache: Path, precision: str = "auto", channels_last: bool = 
         update_ema(parts.G_ema, parts.G, ema_beta(BATCH, nimg, cfg.ema_kimg, cfg.ema_rampup))
 
     desc = (f"{'bf16 autocast' if parts.bf16 else 'fp32'}, {'channels_last' if parts.channels_last else 'NCHW'}"
-            f"{', 4x4-map convs as matmuls' if parts.matmul else ''}")
-    return Side(step), desc
+            f"{', 4x4-map convs as matmuls' if parts.matmul else ''}, {n_threads} thread{'s' * (n_threads > 1)}")
+    default_threads = torch.get_num_threads()
+    return Side(step, start=lambda: torch.set_num_threads(n_threads),
+                stop=lambda: torch.set_num_threads(default_threads)), desc
+
+
+def measured_choice(cache: Path):
+    """What `facegan train` would pick on this machine: its speed check, measured now (no cache)."""
+    from facegan.images import load_uint8_array
+    from facegan.train.autotune import tune
+    from facegan.train.config import TrainConfig
+
+    cfg = TrainConfig(data=str(cache), out="unused", kimg=1, device="cpu", batch=BATCH)
+    result = tune(cfg, load_uint8_array(cache), use_cache=False)
+    print("  " + result.report(), flush=True)
+    return result.best
 
 
 def time_interleaved(sides: dict[str, Side], seconds: float, rounds: int, warmup: int = 2) -> dict[str, float]:
@@ -173,7 +188,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if not args.photos.is_dir():
         raise SystemExit(f"{args.photos}: the benchmark photos are not there")
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, threads {torch.get_num_threads()}, batch {BATCH}, "
+    from facegan.train.autotune import cpu_name
+
+    print(f"{cpu_name()}; torch {torch.__version__}, {os.cpu_count()} CPUs, threads {torch.get_num_threads()}, batch {BATCH}, "
           f"{args.seconds:.0f} s per side in {args.rounds} alternating windows; photos {args.photos}", flush=True)
     cache = build_cache(args.photos, args.cache)
     tut_step, cleanup = tutorial_stepper(args.photos)
@@ -184,8 +201,13 @@ def main() -> None:
                          ("facegan-bf16-cl", dict(matmul_convs="off"))]:
             steppers[name], d = facegan_stepper(cache, **kw)
             descs[name] = f"facegan: in-memory uint8 cache, {d}"
-    steppers["facegan"], d = facegan_stepper(cache)
-    descs["facegan"] = f"facegan defaults: in-memory uint8 cache, {d}"
+    if args.ablate:  # what the rules alone (before the speed check) would have used
+        steppers["facegan-rules"], d = facegan_stepper(cache)
+        descs["facegan-rules"] = f"facegan, assumed rules: in-memory uint8 cache, {d}"
+    best = measured_choice(cache)
+    steppers["facegan"], d = facegan_stepper(cache, precision=best.precision, matmul_convs=best.matmul_convs,
+                                             threads=best.threads)
+    descs["facegan"] = f"facegan auto (measured): in-memory uint8 cache, {d}"
     try:
         rates = time_interleaved(steppers, args.seconds, args.rounds)
     finally:
