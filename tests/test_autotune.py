@@ -53,6 +53,8 @@ def test_the_fastest_candidate_wins_and_is_cached(tmp_path, cache, monkeypatch):
     assert len(json.loads(cache.read_text())) == 1
     wider = tune(cfg(tmp_path, g={"z_dim": 4, "ngf": 8}), images, timer=timer)
     assert not wider.cached  # another model shape is measured anew
+    fixed = tune(cfg(tmp_path, threads=2), images, timer=timer)
+    assert not fixed.cached and fixed.best.threads == 2  # a fixed setting is never overridden by the cache
 
 
 def test_settings_the_user_fixed_are_not_tried(tmp_path, cache, monkeypatch):

@@ -90,6 +90,8 @@ def _key(cfg: Any) -> str:
     shape = {k: c[k] for k in ("arch", "g", "d", "batch", "resolution", "n_dis", "joint_d", "channels_last", "compile")}
     shape["r1"] = c["r1_gamma"] > 0
     shape["augment"] = c["augment"]
+    # what the user fixed narrows the candidates, so it is part of the question
+    shape["asked"] = [c["precision"], c["matmul_convs"], c["threads"]]
     text = json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "torch": str(torch.__version__), **shape},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
