@@ -52,3 +52,13 @@ def fid_env(fid_dirs, monkeypatch):
     for key, value in fid_dirs.items():
         monkeypatch.setenv(key, str(value))
     return fid_dirs
+
+
+@pytest.fixture(autouse=True)
+def _private_facegan_cache(tmp_path_factory, monkeypatch):
+    """Every test (and the commands it starts) caches into pytest's folder, never the user's
+    ~/.cache/facegan: speed checks and converted weights stay out of the home directory."""
+    import os
+
+    if "FACEGAN_CACHE" not in os.environ:
+        monkeypatch.setenv("FACEGAN_CACHE", str(tmp_path_factory.getbasetemp() / "fid-cache"))
