@@ -8,6 +8,7 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
+        usage="facegan export CKPT -o OUT.pt [--which ema|g]",
         help="write a checkpoint's EMA generator alone (a small file 'facegan sample' reads)",
         description="Write the generator of a 'facegan train' checkpoint (or run folder: best.pt, else "
         "last.pt) alone: its config and weights, without D, the optimisers or the random states. "

@@ -12,6 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "grade",
+        usage="facegan grade SUBMISSIONS... --ref REF.npz -o RESULTS_DIR [--target FID] [--train-images NPY] [options]",
         help="(staff) check, FID-score and rank many <student>.tar.gz submissions",
         description=(
             "Give every entry of the submissions folder a row: scored, rejected with every problem, or "

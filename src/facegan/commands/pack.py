@@ -9,6 +9,7 @@ import sys
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "pack",
+        usage="facegan pack SAMPLES_DIR -o STUDENT_NUMBER.tar.gz [options]\n       facegan pack --verify ARCHIVE",
         help="samples/ -> <student number>.tar.gz (checked, written atomically, verified)",
         description=(
             "Check that SAMPLES holds exactly --count decodable --size x --size RGB images with "

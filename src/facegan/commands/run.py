@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "run",
+        usage="facegan run --data PHOTOS --out RUN --student NUMBER [--minutes M | --kimg N] [--preset NAME] [options]",
         help="the whole path: prepare -> train -> sample -> score -> pack, resumable",
         description="Prepare the photos, train a DCGAN, sample 1,000 faces, score them (FID@1k beside "
         "the real-data floor) and pack <student>.tar.gz, all into --out.",

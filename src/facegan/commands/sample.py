@@ -8,6 +8,7 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sample",
+        usage="facegan sample CKPT -o OUT_DIR [-n 1000] [options]",
         help="generate N PNG faces from a checkpoint (image i from seed i)",
         description="Write N 64x64 RGB PNGs 0000.png, 0001.png, ... made by the generator of a "
         "'facegan train' checkpoint; image i comes from seed i, so any image can be made again alone.",

@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "train",
+        usage="facegan train --data CACHE.npy --out RUN (--kimg N | --minutes M) [--preset NAME] [options]\n"
+              "       facegan train --out RUN --resume [--kimg N | --minutes M] [options]",
         help="train a DCGAN (or another registered model) on a prepared image cache",
         description="Train a GAN on the uint8 (N, H, W, 3) cache written by 'facegan prepare'. "
         "Give the length as --kimg N (thousands of images) or --minutes M.",
