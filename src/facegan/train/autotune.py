@@ -32,9 +32,11 @@ from facegan.fileio import atomic_write_text
 #: Images used to time the candidates (a few batches' worth of the run's own photos).
 PROBE_IMAGES = 512
 #: Seconds of steady steps each candidate gets (after one warm-up step): at least 2 steps, and
-#: no more than PROBE_MAX_STEPS (tiny models are timed in a blink).
+#: no more than PROBE_MAX_STEPS (tiny models are timed in a blink); a model so large that one
+#: step takes PROBE_SLOW_STEP seconds is timed on that one step (tuning must stay a small cost).
 PROBE_SECONDS = 1.5
 PROBE_MAX_STEPS = 50
+PROBE_SLOW_STEP = 3.0
 
 
 @dataclass
@@ -118,9 +120,12 @@ def _time_candidate(cfg: Any, images: np.ndarray, choice: Choice) -> float:
 
     parts.step(lambda: next(parts.loader), noise)  # warm-up: first-call allocations, kernel choice
     done, t0 = 0, time.perf_counter()
-    while done < 2 or (time.perf_counter() - t0 < PROBE_SECONDS and done < PROBE_MAX_STEPS):
+    while True:
         parts.step(lambda: next(parts.loader), noise)
         done += 1
+        spent = time.perf_counter() - t0
+        if (done >= 2 and spent >= PROBE_SECONDS) or done >= PROBE_MAX_STEPS or spent >= PROBE_SLOW_STEP:
+            break
     return done * cfg.batch * cfg.n_dis / (time.perf_counter() - t0)
 
 
