@@ -12,11 +12,21 @@ too, or with ``strict`` any of them is an error naming the file. Bytes are read 
 the calling thread (archives are not thread-safe) and decoded in a small thread pool, a
 bounded window ahead of the network.
 
+Order: folders and zips are read by sorted name; a ``.tar(.gz)`` in one pass in archive order
+(:meth:`facegan.images.ImageSource.iter_bytes`: a compressed tar read by sorted name would be
+decompressed again from its start for each step back, quadratic in an unsorted archive). The
+statistics do not depend on the order (beyond float rounding); the seeded subsets kept for KID
+and the floor are drawn over the reading order, and a resumed pass (:mod:`facegan.fid.resumable`)
+continues in that same order. A member that stops the archive (corrupt, truncated) makes it and
+every member after it unreadable: skipped and counted, each with that reason.
+
 The input hash (:attr:`ImageSet.sha256`) covers every listed image: sha256 over
-``name NUL sha256(bytes) LF`` in sorted order (so a folder and a zip of the same files agree;
-an entry that cannot be read at all — deleted mid-run, swapped for a FIFO — hashes as
-``name NUL - LF`` and is skipped and counted), or over the shape and raw bytes of an ``.npy``
-or in-memory array (:func:`open_images` also takes uint8 numpy arrays and torch tensors).
+``name NUL sha256(bytes) LF`` in sorted order, whatever the reading order (so a folder, a zip
+and a tar of the same files agree; an entry that cannot be read at all — deleted mid-run,
+swapped for a FIFO — hashes as ``name NUL - LF`` and is skipped and counted), or over the shape
+and raw bytes of an ``.npy`` or in-memory array (:func:`open_images` also takes uint8 numpy
+arrays and torch tensors). The resume check hashes the same lines in reading order
+(:meth:`ImageSet.hash_prefix`), so that a prefix of the pass has a hash of its own.
 
 Memory stays bounded whatever the images claim: the decoding window ahead of the network holds
 at most :data:`WINDOW_PIXELS` pixels (sizes read from the headers before decoding), a batch at
@@ -33,7 +43,7 @@ from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -61,7 +71,7 @@ def is_stats_file(src: Any) -> bool:
 
 @dataclass
 class ImageSet:
-    """The images of one source, read in sorted order as uint8 batches."""
+    """The images of one source, read as uint8 batches (by sorted name; a tar in archive order)."""
 
     path: Path
     kind: str
@@ -77,6 +87,14 @@ class ImageSet:
     """Entries completed by the batches yielded so far (see :meth:`batches`)."""
     sizes: Counter = field(default_factory=Counter, repr=False)
     """``(width, height) -> images`` decoded so far (all of them, for an array)."""
+    batch_names: list[str] | None = field(default=None, repr=False)
+    """The names of the images of the batch out now (``None`` for an array: rows have no names)."""
+    _digests: dict[str, str] | None = field(default=None, repr=False)
+    """Tar only: each entry's digest as it was read, for the sorted-order input hash."""
+
+    def __post_init__(self) -> None:
+        if self.kind == "tar" and self._digests is None:
+            self._digests = {}
 
     @property
     def sha256(self) -> str:
@@ -88,17 +106,32 @@ class ImageSet:
     def _hash_only(self) -> str:
         if self._array is not None:
             return _array_sha256(self._array)
-        return self.hash_prefix(self.count).hexdigest()
+        h = self.hash_prefix(self.count)
+        return h.hexdigest() if self._digests is None else self._sorted_hash()
+
+    def _sorted_hash(self) -> str | None:
+        """Tar: the input hash from the digests read, once every entry has been (else ``None``)."""
+        if len(self._digests) != self.count:
+            return None
+        h = hashlib.sha256()
+        for name in self._source.names:
+            h.update(_entry_line(name, self._digests[name]))
+        return h.hexdigest()
+
+    def _feed(self, h, name: str, digest: str) -> None:
+        h.update(_entry_line(name, digest))
+        if self._digests is not None:
+            self._digests[name] = digest
 
     def batches(self, batch_size: int, *, strict: bool = False, workers: int = 2, start: int = 0,
                 hasher=None) -> Iterator[np.ndarray]:
         """uint8 (B, H, W, 3) batches in order; consecutive images of one size share a batch.
 
         To resume an interrupted pass: ``start`` skips the first entries (rows of an ``.npy``,
-        listed names otherwise) and ``hasher`` is a ``hashlib.sha256`` already fed with them
-        (:meth:`hash_prefix`). While a batch is out, :attr:`position` is the number of entries
-        it completes (batch included) and ``hasher`` has seen exactly those: a consistent place
-        to stop and resume from.
+        listed names in reading order otherwise) and ``hasher`` is a ``hashlib.sha256`` already
+        fed with them (:meth:`hash_prefix`). While a batch is out, :attr:`position` is the number
+        of entries it completes (batch included), ``hasher`` has seen exactly those and
+        :attr:`batch_names` names its images: a consistent place to stop and resume from.
         """
         if self._array is not None:
             self._sha256 = self._sha256 or _array_sha256(self._array)
@@ -114,38 +147,74 @@ class ImageSet:
             raise BadImageError(f"{self.path}:{name}", f"{reason} (--strict; {len(self.skipped)} such)")
         h = hasher if hasher is not None else hashlib.sha256()
         run: list[np.ndarray] = []
+        run_names: list[str] = []
         done = start  # entries hashed and either skipped or in ``run``/a yielded batch
         for name, digest, result in self._decoded(workers, start):
             if isinstance(result, BadImageError):
                 if strict:
                     raise BadImageError(f"{self.path}:{name}", result.reason)
                 self.skipped.append((name, result.reason))
-                h.update(_entry_line(name, digest))
+                self._feed(h, name, digest)
                 done += 1
                 continue
             pixels = result.shape[0] * result.shape[1]
             if run and (len(run) == batch_size or run[0].shape != result.shape
                         or (len(run) + 1) * pixels > BATCH_PIXELS):
-                self.position = done
+                self.position, self.batch_names = done, run_names
                 yield np.stack(run)
-                run = []
+                run, run_names = [], []
             run.append(result)
+            run_names.append(name)
             self.sizes[(result.shape[1], result.shape[0])] += 1
-            h.update(_entry_line(name, digest))  # hashed once in the batch, so prefixes line up
+            self._feed(h, name, digest)  # hashed once in the batch, so prefixes line up
             done += 1
         if run:
-            self.position = done
+            self.position, self.batch_names = done, run_names
             yield np.stack(run)
-        self._sha256 = h.hexdigest()
+        # a tar's hash is over the sorted lines (as a folder's); None if its prefix came from elsewhere
+        self._sha256 = h.hexdigest() if self._digests is None else self._sorted_hash()
 
     def hash_prefix(self, n: int):
         """A sha256 fed with the first ``n`` entries, as :meth:`batches` feeds it (bytes only read;
         an ``.npy`` feeds it nothing: :meth:`prefix_digest` uses the whole array's hash there)."""
         h = hashlib.sha256()
-        if self._array is None:
-            for name in self._source.names[:n]:
-                h.update(_entry_line(name, _digest(self._read(name))))
+        if self._array is None and n > 0:
+            entries = self._entries()
+            try:
+                for name, data in entries:
+                    self._feed(h, name, _digest(data))
+                    n -= 1
+                    if n == 0:
+                        break
+            finally:
+                entries.close()  # stops reading a tar there
+                self._source.close()
         return h
+
+    def _entries(self, start: int = 0) -> Iterator[tuple[str, bytes | BadImageError]]:
+        """``(name, bytes or the BadImageError saying why not)`` of every listed entry from number
+        ``start`` on, in reading order: sorted names, or a tar's archive order in one pass."""
+        if self._source.kind != "tar":
+            for name in self._source.names[start:]:
+                yield name, self._read(name)
+            return
+        seen: set[str] = set()
+        i = 0
+        stream = self._source.iter_bytes()
+        try:
+            for name, data in stream:
+                seen.add(name)
+                if i >= start:
+                    yield name, data
+                i += 1
+        except BadImageError as exc:  # the archive cannot be read past here: the rest are unreadable
+            for name in self._source.names:
+                if name not in seen:
+                    if i >= start:
+                        yield name, BadImageError(name, exc.reason)
+                    i += 1
+        finally:
+            stream.close()  # stopped early: the archive is closed now, not when collected
 
     def _read(self, name: str) -> bytes | BadImageError:
         """The bytes of entry ``name``, or the :class:`BadImageError` saying why it cannot be read."""
@@ -161,7 +230,7 @@ class ImageSet:
 
     def _decoded(self, workers: int, start: int = 0) -> Iterator[tuple[str, str, object]]:
         """``(name, sha256 of its bytes, uint8 array or BadImageError)`` in order, decoded ahead."""
-        names = iter(self._source.names[start:])
+        entries = self._entries(start)
         pending: deque = deque()
         most = _PREFETCH * max(1, workers)
         held = 0  # pixels claimed by the headers of the images in ``pending``
@@ -169,10 +238,10 @@ class ImageSet:
 
             def submit() -> bool:
                 nonlocal held
-                name = next(names, None)
-                if name is None:
+                entry = next(entries, None)
+                if entry is None:
                     return False
-                data = self._read(name)
+                name, data = entry
                 if isinstance(data, BadImageError):  # deleted mid-run, swapped for a FIFO...
                     pending.append((name, _UNREADABLE, 0, None, data))
                     return True
@@ -198,6 +267,7 @@ class ImageSet:
                 for *_, fut, _failed in pending:
                     if fut is not None:
                         fut.cancel()
+                entries.close()  # a pass stopped early (Ctrl-C, --strict) closes the archive now
         self._source.close()
 
 
@@ -305,13 +375,20 @@ def summarize_source(
     seed: int = 0,
     strict: bool = False,
     workers: int = 2,
+    on_batch: Callable[[np.ndarray], None] | None = None,
 ) -> tuple["Stats", "Summary"]:
-    """One pass: statistics of all images and the features of ``keep`` random ones."""
+    """One pass: statistics of all images and the features of ``keep`` random ones.
+
+    ``on_batch`` sees every uint8 batch before the network does (while it is out,
+    :attr:`ImageSet.batch_names` names its images): what else needs the pixels (the copy
+    check) reads them in the same pass."""
     from facegan.fid.features import summarize
     from facegan.fid.stats import Stats
 
     check_count(images, images.count)
     batches = images.batches(scorer.batch_size, strict=strict, workers=workers)
+    if on_batch is not None:
+        batches = _tapped(batches, on_batch)
     blocks = scorer.iter_features(batches, total=images.count)
     summary = summarize(blocks, images.count, keep, seed)
     check_count(images, summary.moments.n)
@@ -321,3 +398,9 @@ def summarize_source(
         weights_sha256=scorer.weights_sha256,
     )
     return stats, summary
+
+
+def _tapped(batches: Iterator[np.ndarray], see: Callable[[np.ndarray], None]) -> Iterator[np.ndarray]:
+    for batch in batches:
+        see(batch)
+        yield batch
