@@ -9,6 +9,11 @@ worker processes, in chunks:
   again, that the bytes of its input files and of its own output are those it recorded (sizes
   and mtimes are not trusted: a file rewritten in place keeps both); a changed file costs its
   chunk, not the run;
+* a ``.tar(.gz)`` source is first read once, in archive order, into an uncompressed copy in
+  the work folder (:mod:`facegan.data.spool`) that the chunks then read by sorted name: a
+  compressed tar can only be read forward, and by sorted name an unsorted one would be
+  decompressed again from its start for every step back (quadratic). The copy is deleted when
+  the run stops, however it stops;
 * the final array is written beside ``out`` (:func:`facegan.fileio.atomic_write`) and renamed onto
   it only when complete, so ``out`` is always either absent, the previous result or the new one;
   the JSON sidecar (:func:`sidecar_path`) follows it. A failed write (disk full) is one message
@@ -46,6 +51,7 @@ from typing import Any, Iterator, Literal
 import numpy as np
 
 from facegan.data.celeba import resolve_source
+from facegan.data.spool import TarSpool, spool_tar
 from facegan.data.transform import prepare_image
 from facegan.errors import BadImageError, FaceganError, WriteError
 from facegan.fileio import atomic_write, atomic_write_text, check_output_file, clean_stale_temps, file_digest
@@ -53,6 +59,8 @@ from facegan.images import ImageSource
 
 #: Bumped when the cache's content for the same input would change (part of the resume key).
 CACHE_FORMAT = "facegan-cache/1"
+#: The uncompressed one-pass copy of a tar source in the work folder (see :mod:`facegan.data.spool`).
+SPOOL_NAME = "archive-copy.bin"
 #: Format of the work folder's chunk records (part of the resume key: older chunks are redone).
 _CHUNK_FORMAT = 2
 
@@ -120,23 +128,16 @@ def _inputs_hash(names: list[str], digests: dict[str, str]) -> str:
     return h.hexdigest()
 
 
-def _read_digests(source: ImageSource, names: list[str]) -> dict[str, str]:
-    """``{name: sha256 of its bytes}`` for ``names`` (missing: unreadable). A tar is read in one
-    pass in archive order (its cheap order); folders and zips read only the files asked for."""
-    wanted, out = set(names), {}
+def _read_digests(source: ImageSource | TarSpool, names: list[str]) -> dict[str, str]:
+    """``{name: sha256 of its bytes}`` for ``names`` (missing: unreadable). Only the files asked
+    for are read (a tar source is read through its :class:`TarSpool`, random access too)."""
+    out = {}
     try:
-        if source.kind == "tar":
-            for name, data in source.iter_bytes():
-                if name in wanted:
-                    out[name] = hashlib.sha256(data).hexdigest()
-        else:
-            for name in names:
-                try:
-                    out[name] = hashlib.sha256(source.read_bytes(name)).hexdigest()
-                except BadImageError:
-                    pass
-    except BadImageError:
-        pass  # the archive cannot be read on: the rest count as unreadable (their chunks are redone)
+        for name in names:
+            try:
+                out[name] = hashlib.sha256(source.read_bytes(name)).hexdigest()
+            except BadImageError:
+                pass
     finally:
         source.close()
     return out
@@ -148,7 +149,7 @@ def _read_digests(source: ImageSource, names: list[str]) -> dict[str, str]:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(source: ImageSource, work: str, size: int, small: str, strict: bool) -> None:
+def _init_worker(source: ImageSource | TarSpool, work: str, size: int, small: str, strict: bool) -> None:
     _WORKER.update(source=source, work=Path(work), size=size, small=small, strict=strict)
 
 
@@ -175,7 +176,7 @@ def _process_chunk(job: tuple[int, int, int]) -> dict[str, Any]:
     """Prepare images ``start:stop`` of the source; write the chunk; return its summary."""
     index, start, stop = job
     w = _WORKER
-    source: ImageSource = w["source"]
+    source: ImageSource | TarSpool = w["source"]
     size, small, strict = w["size"], w["small"], w["strict"]
     arrays, skipped, upsampled, converted, rotated, digests = [], [], [], {}, 0, {}
     for name in source.names[start:stop]:
@@ -231,7 +232,7 @@ def _finished_chunk(work: Path, index: int, start: int, stop: int, size: int,
     return meta
 
 
-def _check_inputs(source: ImageSource, jobs: list[tuple[int, int, int]],
+def _check_inputs(source: ImageSource | TarSpool, jobs: list[tuple[int, int, int]],
                   metas: dict[int, dict[str, Any]]) -> list[int]:
     """Drop from ``metas`` the chunks whose input files no longer hash as recorded; their indices."""
     if not metas:
@@ -295,6 +296,23 @@ def _kept_on_failure(work: Path, metas: dict[int, dict[str, Any]], n_jobs: int, 
         raise
     except WriteError as exc:
         raise WriteError(f"{exc}; {len(metas)} of {n_jobs} chunks are finished and kept: {hint}") from exc
+
+
+@contextmanager
+def _random_access(source: ImageSource, work: Path, progress: bool, log) -> Iterator[ImageSource | TarSpool]:
+    """What the chunks read their images from: ``source`` itself, or for a tar archive (forward
+    only: reading it by sorted name would be quadratic) its one-pass copy in ``work``, deleted
+    on the way out whatever happens (it is as large as the images)."""
+    if source.kind != "tar":
+        yield source
+        return
+    log(f"prepare: reading {source.path} once, in its own order, into {work / SPOOL_NAME} "
+        "(the cache keeps the sorted order; the copy is deleted at the end)")
+    spool = spool_tar(source, work / SPOOL_NAME, progress)
+    try:
+        yield spool
+    finally:
+        spool.remove()
 
 
 def prepare(
@@ -363,14 +381,14 @@ def prepare(
 
     jobs = [(i, s, min(s + cfg.chunk, len(names))) for i, s in enumerate(range(0, len(names), cfg.chunk))]
     metas: dict[int, dict[str, Any]] = {}
-    with _kept_on_failure(work, metas, len(jobs), log):
+    with _kept_on_failure(work, metas, len(jobs), log), _random_access(source, work, progress, log) as reader:
         for index, start, stop in jobs:
             meta = _finished_chunk(work, index, start, stop, cfg.size, cfg.strict)
             if meta is not None:
                 metas[index] = meta
         if metas:
             log(f"prepare: checking {len(metas)} finished chunks in {work} (hashing their input files)")
-            changed = _check_inputs(source, jobs, metas)
+            changed = _check_inputs(reader, jobs, metas)
             if changed:
                 log(f"prepare: the input files of {len(changed)} finished chunk(s) changed since: redoing "
                     f"them (first: chunk {changed[0]})")
@@ -385,7 +403,7 @@ def prepare(
         done_images = sum(stop - start for i, start, stop in jobs if i in metas)
         bar = tqdm(total=len(names), initial=done_images, unit="img", desc="prepare",
                    disable=None if progress else True, dynamic_ncols=True, smoothing=0.1)
-        initargs = (source, str(work), cfg.size, cfg.small, cfg.strict)
+        initargs = (reader, str(work), cfg.size, cfg.small, cfg.strict)
         n_workers = _n_workers(cfg.workers, len(todo))
         executor = None
         try:
@@ -393,7 +411,7 @@ def prepare(
                 _init_worker(*initargs)
                 results = map(_process_chunk, todo)
             else:
-                source.close()  # no archive handle may be shared across fork
+                reader.close()  # no open handle may be shared across fork
                 # ProcessPoolExecutor, not multiprocessing.Pool: Pool.terminate() on the error path
                 # could hang for good (its _help_stuff_finish waits on the task queue's lock; seen
                 # here once in ~6 test runs); shutting an executor down only cancels what has not started.
