@@ -13,7 +13,7 @@ from facegan.fid.options import CompareOptions, ScorerOptions, add_scorer_argume
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fid",
-        usage="facegan fid A B [--floor REAL_SRC] [--json] [options]",
+        usage="facegan fid A B [--floor REAL_SRC] [--train-images NPY] [--json] [options]",
         help="FID and KID between two sets of images (or .npz statistics)",
         description=(
             "FID between A and B, each a folder of images (recursive), a .zip/.tar.gz of images, "
@@ -21,10 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "numbers as 'python -m pytorch_fid A B'. Also KID (unbiased, mean ± std over subsets; "
             "needs images on both sides) and the number of images on each side; with --floor REAL, "
             "the FID that real photos get at the same sample size (without it, the floor recorded "
-            "in a reference made by 'facegan stats --floor' is shown). Warns when a side has fewer "
+            "in a reference made by 'facegan stats --floor' is shown); with --train-images, how many "
+            "of A are (near-)copies of the training photos. Warns when a side has fewer "
             "than 2,048 images or images that are not 64x64."
         ),
-        epilog="example: facegan fid samples/ ref.npz --floor data/celeba64.npy",
+        epilog="example: facegan fid samples/ ref.npz --floor data/celeba64.npy --train-images data/celeba64.npy",
     )
     p.add_argument("a", metavar="A", help="the images being judged (e.g. samples/)")
     p.add_argument("b", metavar="B", help="the reference (images or .npz statistics)")
@@ -33,6 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="REAL_SRC",
         help="real images (the reference photos): also report the FID of |A| of them against the "
         "statistics of the others, over disjoint splits (one pass; reused when REAL_SRC is B)",
+    )
+    p.add_argument(
+        "--train-images",
+        metavar="NPY",
+        help="the training photos as a uint8 .npy ('facegan prepare' output): also count the images "
+        "of A that are (near-)copies of them — exact, mirrored, re-encoded or shifted a pixel or two "
+        "(checked in the pass that scores A; A must hold images of the same size)",
     )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -48,6 +56,12 @@ def run(args: argparse.Namespace) -> int:
     scorer_opts = dataclass_from_args(ScorerOptions, args)
     opts = dataclass_from_args(CompareOptions, args)
     set_threads(scorer_opts.threads)
+    copy_index = None
+    if args.train_images:
+        def copy_index():  # indexed once the inputs check out, like the scorer
+            from facegan.copycheck import CopyIndex
+
+            return CopyIndex.from_file(args.train_images, progress=not args.quiet)
     result = compare(
         args.a,
         args.b,
@@ -60,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         strict=scorer_opts.strict,
         seed=opts.seed,
         workers=scorer_opts.workers,
+        copy_index=copy_index,
     )
     for w in result.warnings:
         print(f"facegan: warning: {w}", file=sys.stderr)
@@ -79,4 +94,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("floor  unknown: --floor REAL measures what real photos score at this size "
               "(or make the reference with 'facegan stats --floor')")
+    if result.copies is not None:
+        print(f"copies {result.copies.describe()}")
     return 0

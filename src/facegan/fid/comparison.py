@@ -11,6 +11,10 @@ A side is a path (folder, archive, ``.npy``, ``.npz``), an in-memory uint8 ``(N,
 array or tensor, or a :class:`~facegan.fid.stats.Stats`. The result's warnings say when a side
 has fewer than 2,048 images (the covariance is rank-deficient: FID is still exact, but biased
 upwards, so the floor is the figure to read it against) or images that are not 64×64.
+
+With a :class:`~facegan.copycheck.CopyIndex` of the training photos, A's images are also
+checked for (near-)copies of them (:class:`CopyCount`) in the same pass that scores them: the
+batches on their way to the network are the images checked, none is read twice.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from typing import Any
+import numpy as np
 
 from facegan.errors import FaceganError
 from facegan.fid.distance import frechet_distance, frechet_distance_from_features, kid
@@ -29,10 +33,17 @@ from facegan.fid.floor import Floor, floor_keep, real_floor
 from facegan.fid.sources import ImageSet, check_count, is_stats_file, open_images, summarize_source
 from facegan.fid.stats import Stats, check_covariance
 
+if TYPE_CHECKING:  # pragma: no cover
+    from facegan.copycheck import CopyIndex
+
 #: At most this many feature rows are kept per side for KID (float32: 80 MB at 10,000).
 KID_MAX_KEPT = 10_000
 #: The image size the brief's FID is measured at (width, height).
 BRIEF_SIZE = (64, 64)
+#: Copies shown by name in :attr:`CopyCount.examples`.
+COPY_EXAMPLES = 5
+#: Images of A gathered before one copy search (one search costs a pass over the index).
+_COPY_BLOCK = 1024
 
 
 @dataclass
@@ -64,6 +75,73 @@ class Side:
 
 
 @dataclass
+class CopyCount:
+    """The copy check of A: how many of its images are (near-)copies of training photos."""
+
+    train: str
+    """The training photos checked against (their file)."""
+    checked: int = 0
+    """Images of A compared with them."""
+    copies: int = 0
+    """Images of A found to be copies (exact, mirrored, re-encoded, shifted a pixel or two)."""
+    examples: list[str] = field(default_factory=list)
+    """The first few copies: ``NAME ≈ training photo #K ...`` (an array's are ``row I``)."""
+    other_size: int = 0
+    """Images of A of another size than the training photos: not checked."""
+
+    def to_dict(self) -> dict:
+        return {"train_images": self.train, "checked": self.checked, "copies": self.copies,
+                "examples": list(self.examples), "not_checked_other_size": self.other_size}
+
+    def describe(self) -> str:
+        """One line: the count, the training photos, the first example."""
+        text = f"{self.copies} of {self.checked} images of A are (near-)copies of training photos ({self.train})"
+        if self.examples:
+            text += f", e.g. {self.examples[0]}"
+        if self.other_size:
+            text += f"; {self.other_size} of another size not checked"
+        return text
+
+
+class _CopyTap:
+    """Sees A's batches on their way to the network and counts the copies among them."""
+
+    def __init__(self, index: "CopyIndex", images: ImageSet):
+        self.index, self.images = index, images
+        self.count = CopyCount(index.source or "training images")
+        self.shape = tuple(index.train.shape[1:])
+        self.block: list[np.ndarray] = []
+        self.names: list[str] = []
+        self.seen = 0  # images of A so far (an array's row numbers)
+
+    def __call__(self, batch: np.ndarray) -> None:
+        names = self.images.batch_names or [f"row {self.seen + i}" for i in range(len(batch))]
+        self.seen += len(batch)
+        if tuple(batch.shape[1:]) != self.shape:
+            self.count.other_size += len(batch)
+            return
+        self.block.append(batch)
+        self.names += names
+        if sum(len(b) for b in self.block) >= _COPY_BLOCK:
+            self.flush()
+
+    def flush(self) -> CopyCount:
+        """Check what is gathered; the count so far."""
+        from facegan.safetext import shown
+
+        if self.block:
+            found = self.index.find_copies(np.concatenate(self.block))
+            for c in found[: max(0, COPY_EXAMPLES - len(self.count.examples))]:
+                self.count.examples.append(
+                    f"{shown(self.names[c.image])} ≈ training photo #{c.train}" + (" mirrored" if c.flipped else "")
+                    + (f", shifted {c.shift}" if c.shift != (0, 0) else "") + f" (similarity {c.similarity:.3f})")
+            self.count.copies += len(found)
+            self.count.checked += len(self.names)
+            self.block, self.names = [], []
+        return self.count
+
+
+@dataclass
 class Comparison:
     fid: float
     a: Side
@@ -75,6 +153,8 @@ class Comparison:
     warnings: list[str]
     floor_origin: str = ""
     """Where the floor comes from: ``"measured on REAL"`` or ``"recorded in ref.npz"``."""
+    copies: CopyCount | None = None
+    """The copy check of A (``None``: not asked for)."""
 
     def to_dict(self) -> dict:
         return {
@@ -88,6 +168,7 @@ class Comparison:
             "floor_origin": self.floor_origin or None,
             "weights": self.weights,
             "warnings": self.warnings,
+            "copies": self.copies.to_dict() if self.copies else None,
         }
 
 
@@ -147,6 +228,7 @@ def compare(
     seed: int = 0,
     workers: int = 2,
     expect_size: tuple[int, int] | None = BRIEF_SIZE,
+    copy_index: "CopyIndex | Callable[[], CopyIndex] | None" = None,
 ) -> Comparison:
     """FID (and KID, floor) between sources ``a`` (the samples) and ``b`` (the reference).
 
@@ -157,7 +239,9 @@ def compare(
     a statistics side at that sample size is. ``expect_size``: warn about images of any other
     size (``None``: don't). ``scorer`` may be a function that makes one: it is then called only
     once every input has been found and checked, so a wrong path fails at once, before the
-    network is loaded.
+    network is loaded. ``copy_index`` (or a function that makes one, called at the same point):
+    the training photos; the result's :attr:`~Comparison.copies` counts A's images that are
+    (near-)copies of them, found in the pass that scores A (A must be images, not statistics).
     """
     warnings: list[str] = []
     # 1. find and check every input (cheap), before any network work
@@ -198,6 +282,15 @@ def compare(
             floor_n = loaded["a"].n
             if not floor_n:
                 raise FaceganError(f"{labels['a']}: sample count unknown; give the floor's sample size")
+    tap = None
+    if copy_index is not None:
+        if images["a"] is None:
+            raise FaceganError(f"{labels['a']}: statistics hold no images: the copy check (--train-images) "
+                               "needs A's images")
+        if not hasattr(copy_index, "find_copies"):
+            copy_index = copy_index()
+        tap = _CopyTap(copy_index, images["a"])
+        _check_copy_sizes(labels["a"], images["a"], copy_index)
     if not hasattr(scorer, "iter_features"):  # a function that makes one (or a stand-in: tests)
         scorer = scorer()
 
@@ -218,7 +311,8 @@ def compare(
             sides[key] = Side(src, loaded[key])
             continue
         stats, summary = summarize_source(
-            img, scorer, keep=keep_for(key, img), seed=seed, strict=strict, workers=workers
+            img, scorer, keep=keep_for(key, img), seed=seed, strict=strict, workers=workers,
+            on_batch=tap if key == "a" else None,
         )
         sides[key] = Side(src, stats, img, summary)
         if img.skipped:
@@ -267,6 +361,10 @@ def compare(
             if w:
                 warnings.append(w)
 
+    copies = tap.flush() if tap is not None else None
+    if copies is not None and copies.other_size:
+        warnings.append(f"A ({labels['a']}): {copies.other_size} image(s) not of the training photos' size "
+                        f"{copy_index.train.shape[2]}x{copy_index.train.shape[1]}: not checked for copies")
     return Comparison(
         fid=float(value),
         a=sa,
@@ -277,7 +375,19 @@ def compare(
         weights={"origin": scorer.weights.origin, "sha256": scorer.weights_sha256},
         warnings=warnings,
         floor_origin=floor_origin,
+        copies=copies,
     )
+
+
+def _check_copy_sizes(label: str, images: ImageSet, index: "CopyIndex") -> None:
+    """An array of A's whose images are not the training photos' size: refused before scoring
+    (a folder's sizes are known only once decoded: those images are counted as not checked)."""
+    h, w = index.train.shape[1:3]
+    other = [size for size in images.sizes if size != (w, h)]
+    if images.kind in ("npy", "array") and other:
+        raise FaceganError(f"{label}: images of {other[0][0]}x{other[0][1]}, but the training photos "
+                           f"({index.source or 'given'}) are {w}x{h}: the copy check needs images of the "
+                           "same size (give the 'facegan prepare' cache of that size)")
 
 
 def _recorded_floor(sides: tuple[Side, ...], n: int, warnings: list[str]) -> tuple[Floor | None, str]:
