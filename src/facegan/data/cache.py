@@ -13,7 +13,7 @@ worker processes, in chunks:
   the work folder (:mod:`facegan.data.spool`) that the chunks then read by sorted name: a
   compressed tar can only be read forward, and by sorted name an unsorted one would be
   decompressed again from its start for every step back (quadratic). The copy is deleted when
-  the run stops, however it stops;
+  the run stops (a SIGKILL leaves it for the next run to overwrite);
 * the final array is written beside ``out`` (:func:`facegan.fileio.atomic_write`) and renamed onto
   it only when complete, so ``out`` is always either absent, the previous result or the new one;
   the JSON sidecar (:func:`sidecar_path`) follows it. A failed write (disk full) is one message

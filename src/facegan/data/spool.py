@@ -9,7 +9,8 @@ one uncompressed file in the run's work folder — the members' bytes back to ba
 :class:`TarSpool` that reads any image by name with one ``pread``. It stands in for the
 :class:`~facegan.images.ImageSource` wherever images are read (``names``, ``read_bytes``,
 ``close``); messages still name the archive. The copy takes as much disk as the images
-themselves; ``prepare`` deletes it when it stops, whatever the reason.
+themselves; ``prepare`` deletes it when it stops, whatever the reason (only SIGKILL leaves it,
+for the next run to overwrite).
 
 The spool is never trusted across runs: each run makes its own (a resume must hash the inputs
 of the chunks it reuses anyway, and this one pass gives those bytes too).
