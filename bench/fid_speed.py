@@ -113,7 +113,7 @@ def ablate(pngs: Path, n: int = 200) -> None:
                     inc.pool3(model, x.contiguous(memory_format=torch.channels_last) if v["cl"] else x)
             results[name].append((time.perf_counter() - t) / n * 1000)
     # malloc tuning is process-wide and cannot be undone: its rows come after all the others
-    from facegan.fid.features import keep_freed_memory
+    from facegan.runtime import keep_freed_memory
 
     tuned = [("+ malloc keeps freed memory (facegan fid/stats)", dict(fuse=True, cl=True, inf=True, bs=8)),
              ("  same, batch 50", dict(fuse=True, cl=True, inf=True, bs=50))]

@@ -50,12 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facegan.devices import set_threads
+    from facegan.devices import pick_device
+    from facegan.runtime import configure_torch
     from facegan.fid.comparison import compare
 
     scorer_opts = dataclass_from_args(ScorerOptions, args)
     opts = dataclass_from_args(CompareOptions, args)
-    set_threads(scorer_opts.threads)
+    configure_torch(pick_device(scorer_opts.device), scorer_opts.threads, scoring=True)  # the process's settings, once
     copy_index = None
     if args.train_images:
         def copy_index():  # indexed once the inputs check out, like the scorer

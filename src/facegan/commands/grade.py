@@ -54,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facegan.devices import pick_device, set_threads
+    from facegan.devices import pick_device
+    from facegan.runtime import configure_torch
     from facegan.errors import FaceganError
     from facegan.fid.options import ScorerOptions
     from facegan.grade import Grader, grade, list_submissions
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.count < 2 or args.size < 1:
         raise FaceganError("--count must be at least 2 and --size positive")
     device = pick_device(args.device)  # --device cuda without a GPU: one line, before any work
-    set_threads(args.threads)
+    configure_torch(device, args.threads, scoring=True)  # the process's settings, once
     entries = list_submissions(args.submissions)
     opts = ScorerOptions(device=str(device), weights=args.weights)
     grader = Grader(args.ref, args.out, lambda: opts.scorer(progress=False), count=args.count, size=args.size,

@@ -40,6 +40,6 @@ def run(args: argparse.Namespace) -> int:
     from facegan.train.distributed import pick_device
 
     cfg = dataclass_from_args(RunConfig, args)
-    configure_torch(pick_device(cfg.device), cfg.threads)
+    configure_torch(pick_device(cfg.device), cfg.threads, scoring=True)  # it trains, samples and scores
     run_pipeline(cfg)
     return 0

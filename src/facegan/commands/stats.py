@@ -46,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facegan.devices import pick_device, set_threads
+    from facegan.devices import pick_device
+    from facegan.runtime import configure_torch
     from facegan.fid.features import FEATURE_DIMS
     from facegan.fid.floor import Floor, floor_keep, real_floor
     from facegan.fid.inception import resolve_weights
@@ -58,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     opts = dataclass_from_args(ScorerOptions, args)
     fl = dataclass_from_args(FloorOptions, args)
     floor_n = fl.floor_n or DEFAULT_FLOOR_N
-    set_threads(opts.threads)
-    pick_device(opts.device)  # "--device cuda" without a GPU: say so before any work
+    # "--device cuda" without a GPU: said before any work; then the process's settings, once
+    configure_torch(pick_device(opts.device), opts.threads, scoring=True)
     if is_stats_file(args.src):
         raise FaceganError(f"{args.src}: already statistics; SRC must be images (folder, archive, .npy)")
     out = check_output_file(args.out, suffix=".npz")

@@ -140,29 +140,6 @@ def _check_batch(batch: Any) -> None:
         )
 
 
-def keep_freed_memory() -> bool:
-    """Let glibc's malloc reuse freed blocks instead of mapping fresh pages for each batch.
-
-    Inception activations are tens of MB per tensor; above glibc's mmap threshold each is a fresh
-    ``mmap`` whose pages fault in (zeroed by the kernel) on every batch and go back to the OS on
-    free — measured here as 10–20 % of the forward time, in system time. Raising the mmap and trim
-    thresholds keeps that memory in the heap for the next batch (the process keeps its peak
-    footprint). Process-wide, so only entry points (``facegan fid``/``stats``) call it; returns
-    whether it applied (glibc only).
-    """
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-        return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, (1 << 31) - 1))
-    except (OSError, AttributeError):
-        return False
-
-
 class FIDScorer:
     """pool3 features, statistics and FID inputs of uint8 images with the FID Inception.
 
@@ -202,8 +179,6 @@ class FIDScorer:
         self.batch_size = batch_size
         self.progress = progress
         self.weights = weights if isinstance(weights, Weights) else resolve_weights(weights, download=download)
-        if self.device.type == "cpu":
-            torch.set_flush_denormal(True)  # denormals in deep ReLU nets cost 4-7x on x86
         self.model = build_inception(self.weights.state_dict, fuse=fuse, device=str(self.device))
 
     @property

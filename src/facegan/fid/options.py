@@ -50,17 +50,14 @@ class ScorerOptions:
     def scorer(self, *, progress: bool = True, weights: object = None) -> "FIDScorer":
         """The scorer these options describe (``weights``: already resolved ones, if any).
 
-        For the scoring commands only: on the CPU it also lets this process's malloc keep
-        freed activation memory for the next batch (process-wide; see ``keep_freed_memory``).
-        The device rule is :func:`facegan.devices.pick_device`'s; ``threads`` is applied by the
-        commands at their entry (:func:`facegan.devices.set_threads`), not here.
+        The device rule is :func:`facegan.devices.pick_device`'s; ``threads`` and the other
+        process-wide settings are applied by the commands at their entry
+        (:func:`facegan.runtime.configure_torch`), not here.
         """
         from facegan.devices import pick_device
-        from facegan.fid.features import FIDScorer, keep_freed_memory
+        from facegan.fid.features import FIDScorer
 
         device = pick_device(self.device)
-        if device.type == "cpu":
-            keep_freed_memory()
 
         return FIDScorer(device, weights or self.weights, self.batch, fuse=self.fuse, progress=progress)
 
