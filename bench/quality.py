@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--presets", default="dcgan,cpu,gpu", help="comma-separated presets (default dcgan,cpu,gpu)")
     ap.add_argument("--minutes", type=float, default=20.0, help="training time per run (default 20)")
     ap.add_argument("--repeat", type=int, default=1, help="extra seeds of the winner (default 1)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the first run of each preset (default 0)")
     ap.add_argument("--curve-points", type=int, default=2, help="FID points per run incl. the end (default 2)")
     ap.add_argument("--photos", type=Path, default=PHOTOS)
     ap.add_argument("--ref", type=Path, default=REF)
@@ -92,15 +93,15 @@ def main() -> None:
     print(f"{cpu_name()}; {len(train)} photos; {args.minutes:g} min per run; runs in {root}", flush=True)
     rows = []
     for preset in args.presets.split(","):
-        rows.append(train_and_score(preset, 0, args.minutes, cache, root / f"{preset}-s0", scorer, train,
-                                    args.curve_points, args.device, args.threads))
+        rows.append(train_and_score(preset, args.seed, args.minutes, cache, root / f"{preset}-s{args.seed}", scorer,
+                                    train, args.curve_points, args.device, args.threads))
     best = min(rows, key=lambda r: r["fid"])["preset"]
-    for seed in range(1, args.repeat + 1):
+    for seed in range(args.seed + 1, args.seed + 1 + args.repeat):
         rows.append(train_and_score(best, seed, args.minutes, cache, root / f"{best}-s{seed}", scorer, train,
                                     args.curve_points, args.device, args.threads))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
-    base = next((r["fid"] for r in rows if r["preset"] == "dcgan" and r["seed"] == 0), None)
+    base = next((r["fid"] for r in rows if r["preset"] == "dcgan" and r["seed"] == args.seed), None)
     print(f"\n| preset | seed | kimg in {args.minutes:g} min | img/s | FID@1k (seeds 0-999) | vs dcgan | floor | "
           "curve (kimg: FID@1k, seeds 1M+) | copy check median/p1 (real) |\n|---|---:|---:|---:|---:|---:|---:|---|---|")
     for r in rows:
