@@ -20,7 +20,6 @@ import torch
 import torch.distributed as dist
 
 from facegan.devices import pick_device  # noqa: F401  (the one device rule, re-exported)
-from facegan.errors import FaceganError
 
 
 @dataclass

@@ -8,7 +8,6 @@ cannot change it.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
