@@ -80,8 +80,10 @@ def cpu_name() -> str:
 
 
 def cache_path() -> Path:
-    base = os.environ.get("FACEGAN_CACHE") or str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facegan")
-    return Path(base) / "speed.json"
+    """``speed.json`` in facegan's one cache folder (``$FACEGAN_CACHE``, else ``~/.cache/facegan``)."""
+    from facegan.fid.inception import cache_dir
+
+    return cache_dir() / "speed.json"
 
 
 def _key(cfg: Any) -> str:
