@@ -45,13 +45,25 @@ def nearest_distances(queries: np.ndarray, pool: np.ndarray, exclude_self: bool 
     return (torch.cat(out) / p.shape[1]).sqrt().numpy()
 
 
+_REAL_CACHE: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def _real_distances(train: np.ndarray, n_real: int) -> np.ndarray:
+    """Real photos' distances to their nearest other photo: the same for every sample set, so
+    computed once per training set (keyed by its identity and size) and process."""
+    key = (id(train), len(train), n_real)
+    if key not in _REAL_CACHE:
+        rng = np.random.default_rng(0)
+        idx = rng.choice(len(train), size=min(n_real, len(train)), replace=False)
+        pool = np.concatenate([train[idx], np.delete(train, idx, axis=0)])  # queries first: "self" is index i
+        _REAL_CACHE[key] = nearest_distances(train[idx], pool, exclude_self=True)
+    return _REAL_CACHE[key]
+
+
 def copy_check(samples: np.ndarray, train: np.ndarray, n_real: int = 1000) -> dict[str, float]:
     """Median / 1st percentile / min of the samples' nearest-training-photo distances, beside the
     same for real photos to their nearest *other* photo (a copier would sit far below)."""
     fake = nearest_distances(samples, train)
-    rng = np.random.default_rng(0)
-    idx = rng.choice(len(train), size=min(n_real, len(train)), replace=False)
-    pool = np.concatenate([train[idx], np.delete(train, idx, axis=0)])  # queries first: "self" is index i
-    real = nearest_distances(train[idx], pool, exclude_self=True)
+    real = _real_distances(train, n_real)
     return {"fake_median": float(np.median(fake)), "fake_p1": float(np.percentile(fake, 1)), "fake_min": float(fake.min()),
             "real_median": float(np.median(real)), "real_p1": float(np.percentile(real, 1)), "real_min": float(real.min())}

@@ -14,7 +14,16 @@ For each ``--presets`` entry (one after another, on the same machine, in one scr
 
 Then the winner is trained again with ``--repeat`` other seeds, for the run-to-run spread.
 
+An entry may add overrides to its preset, ``+``-separated, to measure one knob against the preset
+in the same run (``g.``/``d.`` name a network's option)::
+
     python bench/quality.py --presets dcgan,cpu,gpu --minutes 20 [--repeat 1] [--json results.json]
+    python bench/quality.py --presets cpu,cpu+batch=64,cpu+augment=none+g.ngf=64 --minutes 10 --repeat 0
+
+``@SEED`` and ``:MINUTES`` name an entry's seed and length; ``--jobs 2`` runs two at once, each pinned
+to its own core with one thread (a 60-minute run beside the 20-minute table)::
+
+    python bench/quality.py --presets cpu:60,cpu,dcgan,cpu@1,gpu --minutes 20 --jobs 2 --repeat 0
 """
 
 from __future__ import annotations
@@ -31,6 +40,27 @@ from _common import PHOTOS, build_cache  # bench/ is on sys.path when run as a s
 from _scoring import FLOOR_1K, REF, Scorer, copy_check
 
 
+def parse_variant(entry: str) -> tuple[str, dict]:
+    """``"cpu+batch=64+g.ngf=32"`` -> ``("cpu", {"batch": 64, "g": {"ngf": 32}})`` (values read as JSON
+    where they parse, else as strings)."""
+    preset, *sets = entry.split("+")
+    given: dict = {}
+    for item in sets:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--presets {entry!r}: {item!r} is not KEY=VALUE")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        net, dot, field = key.partition(".")
+        if dot:
+            given.setdefault(net, {})[field] = value
+        else:
+            given[key.replace("-", "_")] = value
+    return preset, given
+
+
 def train_and_score(preset: str, seed: int, minutes: float, cache: Path, out: Path, scorer: Scorer,
                     train: np.ndarray, curve_points: int, device: str, threads: int | None) -> dict:
     from facegan.models.sampling import GeneratorSampler, selection_seeds
@@ -39,8 +69,9 @@ def train_and_score(preset: str, seed: int, minutes: float, cache: Path, out: Pa
     from facegan.train.autotune import tune_run
     from facegan.train.presets import resolve
 
-    cfg = TrainConfig(**resolve(preset, dict(data=str(cache), out=str(out), minutes=minutes, seed=seed,
-                                             device=device, threads=threads, progress=False)))
+    name, given = parse_variant(preset)
+    cfg = TrainConfig(**resolve(name, dict(given, data=str(cache), out=str(out), minutes=minutes, seed=seed,
+                                           device=device, threads=threads, progress=False)))
     marks = [minutes * 60 * (k + 1) / curve_points for k in range(curve_points - 1)]  # the last point: the end
     snaps: list[tuple[float, np.ndarray]] = []
 
@@ -66,13 +97,49 @@ def train_and_score(preset: str, seed: int, minutes: float, cache: Path, out: Pa
     return row
 
 
+def parse_entry(entry: str, seed: int, minutes: float) -> tuple[str, int, float]:
+    """``"cpu+batch=64@1:60"`` -> ``("cpu+batch=64", 1, 60.0)``; seed and minutes default to the flags'."""
+    entry, _, mins = entry.partition(":")
+    entry, _, sd = entry.partition("@")
+    return entry, int(sd) if sd else seed, float(mins) if mins else minutes
+
+
+_WORKER: dict = {}  # one per process: the Inception scorer, the training photos, the options
+
+
+def _start_worker(args: argparse.Namespace, cores) -> None:
+    """Pin this process to one core of ``cores`` (a queue) and load what every run needs."""
+    import os
+
+    from facegan.images import load_uint8_array
+    from facegan.runtime import configure_torch
+
+    if cores is not None:
+        os.sched_setaffinity(0, {cores.get()})
+    configure_torch(args.device if args.device != "auto" else "cpu", args.threads)
+    cache = build_cache(args.photos, args.cache)
+    _WORKER.update(args=args, cache=cache, train=np.asarray(load_uint8_array(cache)),
+                   scorer=Scorer(args.ref, "cpu" if args.device == "auto" else args.device))
+
+
+def _run(job: tuple[str, int, float, Path]) -> dict:
+    preset, seed, minutes, out = job
+    w = _WORKER
+    return train_and_score(preset, seed, minutes, w["cache"], out, w["scorer"], w["train"],
+                           w["args"].curve_points, w["args"].device, w["args"].threads)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--presets", default="dcgan,cpu,gpu", help="comma-separated presets (default dcgan,cpu,gpu)")
+    ap.add_argument("--presets", default="dcgan,cpu,gpu",
+                    help="comma-separated entries PRESET[+KEY=VALUE...][@SEED][:MINUTES] (default dcgan,cpu,gpu)")
     ap.add_argument("--minutes", type=float, default=20.0, help="training time per run (default 20)")
     ap.add_argument("--repeat", type=int, default=1, help="extra seeds of the winner (default 1)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the first run of each preset (default 0)")
     ap.add_argument("--curve-points", type=int, default=2, help="FID points per run incl. the end (default 2)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="runs at once, each pinned to its own core with --threads 1 (default 1: one after another); "
+                         "the winner's --repeat runs need --jobs 1 (name them as PRESET@SEED instead)")
     ap.add_argument("--photos", type=Path, default=PHOTOS)
     ap.add_argument("--ref", type=Path, default=REF)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "facegan-bench" / "celeba10k-64.npy")
@@ -81,40 +148,54 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = ap.parse_args()
 
-    from facegan.images import load_uint8_array
-    from facegan.runtime import configure_torch
     from facegan.train.autotune import cpu_name
 
-    configure_torch(args.device if args.device != "auto" else "cpu", args.threads)
-    cache = build_cache(args.photos, args.cache)
-    train = np.asarray(load_uint8_array(cache))
-    scorer = Scorer(args.ref, "cpu" if args.device == "auto" else args.device)
     root = Path(tempfile.mkdtemp(prefix="facegan-quality-"))
-    print(f"{cpu_name()}; {len(train)} photos; {args.minutes:g} min per run; runs in {root}", flush=True)
-    rows = []
-    for preset in args.presets.split(","):
-        rows.append(train_and_score(preset, args.seed, args.minutes, cache, root / f"{preset}-s{args.seed}", scorer,
-                                    train, args.curve_points, args.device, args.threads))
-    best = min(rows, key=lambda r: r["fid"])["preset"]
-    for seed in range(args.seed + 1, args.seed + 1 + args.repeat):
-        rows.append(train_and_score(best, seed, args.minutes, cache, root / f"{best}-s{seed}", scorer, train,
-                                    args.curve_points, args.device, args.threads))
+    jobs = [parse_entry(e, args.seed, args.minutes) for e in args.presets.split(",")]
+    jobs = [(p, sd, m, root / f"{p.replace('+', '_')}-s{sd}-{m:g}min") for p, sd, m in jobs]
+    build_cache(args.photos, args.cache)  # once, before any worker reads it
+    print(f"{cpu_name()}; {args.minutes:g} min per run unless named; {args.jobs} at once; runs in {root}", flush=True)
+    if args.jobs > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        import os
+
+        if args.repeat:
+            raise SystemExit("--repeat needs --jobs 1: name the extra seeds as PRESET@SEED instead")
+        ctx = mp.get_context("spawn")
+        cores = ctx.Queue()
+        for c in sorted(os.sched_getaffinity(0))[:args.jobs]:
+            cores.put(c)
+        args.threads = 1
+        with ProcessPoolExecutor(args.jobs, mp_context=ctx, initializer=_start_worker,
+                                 initargs=(args, cores)) as pool:
+            rows = list(pool.map(_run, jobs))
+    else:
+        _start_worker(args, None)
+        rows = [_run(job) for job in jobs]
+        best = min(rows, key=lambda r: r["fid"])["preset"]
+        for seed in range(args.seed + 1, args.seed + 1 + args.repeat):
+            rows.append(_run((best, seed, args.minutes, root / f"{best.replace('+', '_')}-s{seed}")))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     base = next((r["fid"] for r in rows if r["preset"] == "dcgan" and r["seed"] == args.seed), None)
-    print(f"\n| preset | seed | kimg in {args.minutes:g} min | img/s | FID@1k (seeds 0-999) | vs dcgan | floor | "
-          "curve (kimg: FID@1k, seeds 1M+) | copy check median/p1 (real) |\n|---|---:|---:|---:|---:|---:|---:|---|---|")
+    print("\n| preset | seed | minutes | kimg | img/s | FID@1k (seeds 0-999) | vs dcgan | floor | "
+          "curve (kimg: FID@1k, seeds 1M+) | copy check median/p1 (real) |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for r in rows:
         c = r["copy"]
         ratio = f"{r['fid'] / base:.2f}x" if base else "-"
         curve = "; ".join(f"{k:.0f}: {f:.1f}" for k, f in r["curve"])
-        print(f"| {r['preset']} | {r['seed']} | {r['kimg']:.1f} | {r['img_per_s']:.0f} | {r['fid']:.1f} | {ratio} | "
-              f"{FLOOR_1K} | {curve} | {c['fake_median']:.1f}/{c['fake_p1']:.1f} ({c['real_median']:.1f}/"
-              f"{c['real_p1']:.1f}) |")
-    same = [r["fid"] for r in rows if r["preset"] == best]
-    if len(same) > 1:
-        print(f"\n{best}: FID@1k over {len(same)} seeds {np.mean(same):.1f} ± {np.std(same, ddof=1):.1f} "
-              f"(min {min(same):.1f}, max {max(same):.1f})")
+        print(f"| {r['preset']} | {r['seed']} | {r['minutes']:.1f} | {r['kimg']:.1f} | {r['img_per_s']:.0f} | "
+              f"{r['fid']:.1f} | {ratio} | {FLOOR_1K} | {curve} | {c['fake_median']:.1f}/{c['fake_p1']:.1f} "
+              f"({c['real_median']:.1f}/{c['real_p1']:.1f}) |")
+    groups: dict[tuple[str, int], list[float]] = {}
+    for r in rows:
+        groups.setdefault((r["preset"], round(r["minutes"])), []).append(r["fid"])
+    for (preset, minutes), same in groups.items():
+        if len(same) > 1:
+            print(f"\n{preset}, {minutes} min: FID@1k over {len(same)} seeds {np.mean(same):.1f} ± "
+                  f"{np.std(same, ddof=1):.1f} (min {min(same):.1f}, max {max(same):.1f})")
 
 
 if __name__ == "__main__":

@@ -224,6 +224,17 @@ def test_first_tick_comes_early_and_the_last_partial_tick_is_logged(cache, tmp_p
     assert all(0 <= t["d_real"] <= 1 and 0 <= t["d_fake"] <= 1 for t in ticks)
 
 
+def test_ticks_come_at_least_every_max_tick_seconds(cache, tmp_path, monkeypatch):
+    """A --tick-kimg too large for the machine still gives a line every MAX_TICK_S seconds."""
+    import facegan.train.loop as loop
+
+    monkeypatch.setattr(loop, "FIRST_TICK_S", 0.0)
+    monkeypatch.setattr(loop, "MAX_TICK_S", 0.0)  # every step is "late"
+    training_loop(tiny(cache, tmp_path / "r", kimg=0.040, tick_kimg=1000.0))
+    rows = [json.loads(x) for x in (tmp_path / "r" / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "img_per_s" in r and "event" not in r] == [1, 2, 3, 4, 5]
+
+
 def test_a_rerun_of_a_finished_run_trains_scores_and_draws_nothing(cache, tmp_path):
     """Resuming a run that already reached its length: no step, no FID, no new grid."""
     from test_train_parts import MeanColourScorer

@@ -52,6 +52,9 @@ from facegan.train.step import GanStep, Nets
 GRID_SIZE = 64
 #: The first tick comes after at most this many seconds, however slow the steps.
 FIRST_TICK_S = 30.0
+#: Later ticks come after at most this many seconds (a big preset's --tick-kimg on a slow machine
+#: would otherwise leave the log, the curves and the speed watch silent for many minutes).
+MAX_TICK_S = 120.0
 
 
 @dataclass
@@ -511,9 +514,9 @@ class _Run:
                     mon.step(pr.nimg)
                     # --- ticks: logs, grids, FID, checkpoints -------------------------------
                     last_step = self.total_img is not None and pr.nimg >= self.total_img
-                    early = not first_tick_done and dist_util.any_rank(
-                        time.perf_counter() - t_tick >= FIRST_TICK_S, info)
-                    if pr.nimg < next_tick and not last_step and not early:
+                    late = dist_util.any_rank(  # a line at least every FIRST_TICK_S, then MAX_TICK_S
+                        time.perf_counter() - t_tick >= (MAX_TICK_S if first_tick_done else FIRST_TICK_S), info)
+                    if pr.nimg < next_tick and not last_step and not late:
                         continue
                     first_tick_done = True
                     self._tick(sums, tick_start_img, tick_train_s)
