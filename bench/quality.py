@@ -97,6 +97,21 @@ def train_and_score(preset: str, seed: int, minutes: float, cache: Path, out: Pa
     return row
 
 
+def split_entries(text: str) -> list[str]:
+    """Split ``--presets`` at the commas that start a new preset, so that a value may hold commas:
+    ``"cpu+augment=translation,cutout,dcgan"`` -> ``["cpu+augment=translation,cutout", "dcgan"]``."""
+    from facegan.train.presets import preset_names
+
+    entries: list[str] = []
+    for part in text.split(","):
+        head = part.split("+")[0].split("@")[0].split(":")[0]
+        if entries and head not in preset_names():
+            entries[-1] += "," + part
+        else:
+            entries.append(part)
+    return entries
+
+
 def parse_entry(entry: str, seed: int, minutes: float) -> tuple[str, int, float]:
     """``"cpu+batch=64@1:60"`` -> ``("cpu+batch=64", 1, 60.0)``; seed and minutes default to the flags'."""
     entry, _, mins = entry.partition(":")
@@ -132,7 +147,8 @@ def _run(job: tuple[str, int, float, Path]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", default="dcgan,cpu,gpu",
-                    help="comma-separated entries PRESET[+KEY=VALUE...][@SEED][:MINUTES] (default dcgan,cpu,gpu)")
+                    help="comma-separated entries PRESET[+KEY=VALUE...][@SEED][:MINUTES] (default dcgan,cpu,gpu); "
+                         "a value may hold commas (+augment=translation,cutout)")
     ap.add_argument("--minutes", type=float, default=20.0, help="training time per run (default 20)")
     ap.add_argument("--repeat", type=int, default=1, help="extra seeds of the winner (default 1)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the first run of each preset (default 0)")
@@ -151,7 +167,7 @@ def main() -> None:
     from facegan.train.autotune import cpu_name
 
     root = Path(tempfile.mkdtemp(prefix="facegan-quality-"))
-    jobs = [parse_entry(e, args.seed, args.minutes) for e in args.presets.split(",")]
+    jobs = [parse_entry(e, args.seed, args.minutes) for e in split_entries(args.presets)]
     jobs = [(p, sd, m, root / f"{p.replace('+', '_')}-s{sd}-{m:g}min") for p, sd, m in jobs]
     build_cache(args.photos, args.cache)  # once, before any worker reads it
     print(f"{cpu_name()}; {args.minutes:g} min per run unless named; {args.jobs} at once; runs in {root}", flush=True)

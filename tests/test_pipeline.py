@@ -75,7 +75,8 @@ def test_run_with_a_preset_end_to_end(photos, tmp_path):
                     preset="cpu")
     run_pipeline(cfg, log=lambda s: None, train_overrides=TINY)
     saved = json.loads((out / "config.json").read_text())
-    assert saved["preset"] == "cpu" and saved["lr_decay_start"] == 0.5 and saved["augment"] == "none"
+    assert saved["preset"] == "cpu" and saved["lr_decay_start"] == 0.5
+    assert saved["augment"] == "translation,color,cutout" and saved["ada_target"] == 0.9
     assert saved["g"]["ngf"] == 8  # what was given beside the preset wins
     assert (out / "20251234.tar.gz").is_file()
 

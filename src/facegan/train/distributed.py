@@ -14,7 +14,7 @@ import inspect
 import gc
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
@@ -70,11 +70,16 @@ def teardown(info: DistInfo, destroy: bool = True) -> None:
 
 def any_rank(flag: bool, info: DistInfo) -> bool:
     """True on every rank when ``flag`` is true on any rank (stop together, never deadlock)."""
+    return any_ranks([flag], info)[0]
+
+
+def any_ranks(flags: Sequence[bool], info: DistInfo) -> list[bool]:
+    """:func:`any_rank` for several flags in one all-reduce (the loop asks two questions per step)."""
     if not info.distributed:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=info.device)
+        return list(flags)
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=info.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return [bool(v > 0) for v in t.tolist()]
 
 
 def gather_objects(obj: Any, info: DistInfo) -> list[Any]:

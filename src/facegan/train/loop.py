@@ -498,7 +498,12 @@ class _Run:
                     pr.elapsed = elapsed0 + time.perf_counter() - t_run
                     finished = (self.total_img is not None and pr.nimg >= self.total_img) or \
                                (self.total_s is not None and pr.elapsed >= self.total_s)
-                    if dist_util.any_rank(finished or stop.received is not None, info):
+                    # one all-reduce per step answers both: stop now? is a tick line due by the clock?
+                    # (a line at least every FIRST_TICK_S, then every MAX_TICK_S)
+                    tick_s = MAX_TICK_S if first_tick_done else FIRST_TICK_S
+                    ending, late = dist_util.any_ranks(
+                        [finished or stop.received is not None, time.perf_counter() - t_tick >= tick_s], info)
+                    if ending:
                         if stop.received is not None or not finished:
                             status = "interrupted"
                         break
@@ -514,8 +519,6 @@ class _Run:
                     mon.step(pr.nimg)
                     # --- ticks: logs, grids, FID, checkpoints -------------------------------
                     last_step = self.total_img is not None and pr.nimg >= self.total_img
-                    late = dist_util.any_rank(  # a line at least every FIRST_TICK_S, then MAX_TICK_S
-                        time.perf_counter() - t_tick >= (MAX_TICK_S if first_tick_done else FIRST_TICK_S), info)
                     if pr.nimg < next_tick and not last_step and not late:
                         continue
                     first_tick_done = True
