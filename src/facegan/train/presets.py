@@ -32,7 +32,7 @@ PRESETS: dict[str, Preset] = {
     "cpu": Preset(
         "for 20-60 CPU minutes: a narrower DCGAN (32/32: ~2.7x the images per second) with batch 16 (8x the "
         "steps per image), the learning rate decayed to 0 over the second half, DiffAugment that switches itself "
-        "on once D starts to memorise the photos (adaptive, target r_t 0.9: ~300 kimg into a run)",
+        "on once D starts to memorise the photos (adaptive, target r_t 0.9: from ~200 kimg in the measured runs)",
         {"arch": "dcgan", "g": {"ngf": 32}, "d": {"ndf": 32}, "batch": 16, "lr_decay_start": 0.5,
          "augment": "translation,color,cutout", "ada_target": 0.9},
     ),
