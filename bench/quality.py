@@ -102,10 +102,10 @@ def split_entries(text: str) -> list[str]:
     ``"cpu+augment=translation,cutout,dcgan"`` -> ``["cpu+augment=translation,cutout", "dcgan"]``."""
     from facegan.train.presets import preset_names
 
-    entries: list[str] = []
+    names, entries = set(preset_names()), []
     for part in text.split(","):
         head = part.split("+")[0].split("@")[0].split(":")[0]
-        if entries and head not in preset_names():
+        if entries and head not in names:
             entries[-1] += "," + part
         else:
             entries.append(part)
