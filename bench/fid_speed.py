@@ -30,7 +30,20 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import SHARED  # bench/ is on sys.path when run as a script
+from _common import SHARED, machine_report, matmul_peak  # bench/ is on sys.path when run as a script
+
+
+def inception_flop_per_image(state_dict: dict) -> float:
+    """FLOP of one FID Inception forward (299x299 input), counted by PyTorch."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from facegan.fid.inception import build_inception, pool3
+
+    model = build_inception(state_dict, channels_last=False)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        pool3(model, torch.zeros(1, 3, 299, 299))
+    return float(counter.get_total_flops())
 
 
 def make_pngs(folder: Path, n: int) -> str:
@@ -158,7 +171,7 @@ def main() -> None:
         ref, ref_what = reference(tmp, env)
         print(f"samples:   {what}\nreference: {ref_what}\nweights:   sha256 {weights.sha256[:16]} "
               f"(both tools; pytorch-fid's file planted in a temporary TORCH_HOME)")
-        print(f"machine:   {os.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}\n")
+        print(f"machine:   {machine_report()}\n")
 
         cmds = {
             "pytorch_fid": ([sys.executable, "-m", "pytorch_fid", str(pngs), str(ref), "--device", "cpu"],
@@ -184,6 +197,9 @@ def main() -> None:
         print(f"\nspeed-up (pytorch_fid / facegan): best {min(pf) / min(fg):.2f}x, "
               f"median {statistics.median(pf) / statistics.median(fg):.2f}x")
         print(f"|FID difference|: {abs(values['pytorch_fid'] - values['facegan fid']):.2e}")
+        flop, peak = inception_flop_per_image(weights.state_dict), matmul_peak(torch.float32)
+        print(f"Inception: {flop / 1e9:.2f} GFLOP per image at 299x299; fp32 matmul peak {peak / 1e9:.0f} GFLOP/s; "
+              + ", ".join(f"{name} {args.n * flop / min(times[name]) / peak:.0%} of it (whole command)" for name in cmds))
         if args.ablate:
             ablate(pngs)
 

@@ -33,7 +33,9 @@ from typing import Callable
 import torch
 
 from _common import PHOTOS as DEFAULT_PHOTOS  # bench/ is on sys.path when run as a script
-from _common import build_cache
+from _common import build_cache, machine_report, matmul_peak
+from cpu_ceiling import flop_per_image
+
 BATCH = 128
 
 
@@ -129,7 +131,7 @@ def facegan_stepper(cache: Path, precision: str = "auto", channels_last: bool = 
         nimg += BATCH * cfg.n_dis
         update_ema(parts.G_ema, parts.G, ema_beta(BATCH, nimg, cfg.ema_kimg, cfg.ema_rampup))
 
-    desc = (f"{'bf16 autocast' if parts.bf16 else 'fp32'}, {'channels_last' if parts.channels_last else 'NCHW'}"
+    desc = (f"{parts.precision}, {'channels_last' if parts.channels_last else 'NCHW'}"
             f"{', 4x4-map convs as matmuls' if parts.matmul else ''}, {n_threads} thread{'s' * (n_threads > 1)}")
     default_threads = torch.get_num_threads()
     return Side(step, start=lambda: torch.set_num_threads(n_threads),
@@ -188,10 +190,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if not args.photos.is_dir():
         raise SystemExit(f"{args.photos}: the benchmark photos are not there")
-    from facegan.train.autotune import cpu_name
-
-    print(f"{cpu_name()}; torch {torch.__version__}, {os.cpu_count()} CPUs, threads {torch.get_num_threads()}, batch {BATCH}, "
-          f"{args.seconds:.0f} s per side in {args.rounds} alternating windows; photos {args.photos}", flush=True)
+    print(f"{machine_report()}; batch {BATCH}, {args.seconds:.0f} s per side in {args.rounds} alternating windows; "
+          f"photos {args.photos}", flush=True)
     cache = build_cache(args.photos, args.cache)
     tut_step, cleanup = tutorial_stepper(args.photos)
     steppers = {"tutorial": tut_step}
@@ -213,9 +213,15 @@ def main() -> None:
     finally:
         cleanup()
     base = rates["tutorial"]
-    print("\n| recipe (same DCGAN, batch 128, Adam 2e-4/0.5) | img/s | vs tutorial |\n|---|---:|---:|")
+    # the share of the CPU's measured matrix-product peak each side reaches (its own precision's)
+    flop = flop_per_image()
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    print(f"\nmatmul peak: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; "
+          f"{flop / 1e9:.2f} GFLOP per image-step")
+    print("\n| recipe (same DCGAN, batch 128, Adam 2e-4/0.5) | img/s | vs tutorial | share of peak |\n|---|---:|---:|---:|")
     for k, rate in rates.items():
-        print(f"| {descs[k]} | {rate:.1f} | {rate / base:.2f}x |")
+        peak = peaks["bf16" if ", bf16," in f", {descs[k]}," else "fp32"]  # the side's own precision
+        print(f"| {descs[k]} | {rate:.1f} | {rate / base:.2f}x | {rate * flop / peak:.0%} |")
 
 
 if __name__ == "__main__":

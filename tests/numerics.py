@@ -45,3 +45,26 @@ def cubic_kernel_entry_bounds(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     g = x64 @ y64.T
     dot_err = gamma(d, U32) * (np.abs(x64) @ np.abs(y64).T) + 2 * U32 * np.abs(g)  # + rounding of inputs
     return 3.0 * (g / d + 1.0) ** 2 * dot_err / d * (1 + 1e-6)
+
+
+def bilinear_error_bounds(op, x, w, b, g, **kw):
+    """Bounds on the errors of ``y = op(x, w, b)`` and of its gradients for ``dL/dy = g``, valid for
+    any summation order (so for two kernels of one convolution, each off by at most this much).
+
+    Every output of a convolution (or its transpose, or its gradients) is a sum of products of
+    the inputs; the same op on absolute values gives ``sum |terms|`` for each, and ``gamma(n)``
+    with ``n`` at least the number of terms in any of these sums bounds the relative error of that
+    sum (Higham, Lemma 3.1 and 3.5). Returns ``(bound on y, bounds on the grads of x, w[, b])``.
+    """
+    import torch
+
+    u = U64 if x.dtype == torch.float64 else U32
+    ax = x.detach().abs().requires_grad_()
+    aw = w.detach().abs().requires_grad_()
+    ab = None if b is None else b.detach().abs().requires_grad_()
+    ay = op(ax, aw, ab, **kw)
+    ins = tuple(t for t in (ax, aw, ab) if t is not None)
+    a_grads = torch.autograd.grad(ay, ins, g.abs())  # each grad's sum |terms|: the op is bilinear
+    n = ay.numel() + x.numel() + w.numel() + 1  # more terms than any one sum has
+    k = gamma(n, u)
+    return k * ay.detach(), tuple(k * a for a in a_grads)

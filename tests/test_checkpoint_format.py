@@ -59,6 +59,7 @@ def test_format_1_checkpoints_still_load_and_sample(tmp_path):
     assert state["config"]["d"]["dropout"] == 0.1 and state["config"]["beta1_d"] == 0.5
 
 
+@pytest.mark.numeric
 def test_format_1_runs_resume(tmp_path):
     from facegan.train import config_for_resume, training_loop
 

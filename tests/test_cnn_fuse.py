@@ -11,7 +11,8 @@ from facegan.models.blocks import ConvBlock, UpBlock
 BN = nn.modules.batchnorm._BatchNorm
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+pytestmark = [pytest.mark.usefixtures("one_thread"),  # see conftest.py
+              pytest.mark.numeric]  # float results: run again with the kernels forced down in CI
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:

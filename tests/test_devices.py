@@ -125,3 +125,16 @@ def test_the_gpu_preset_on_a_faked_t4_times_fp16_and_fp32_never_bf16(tmp_path, m
     assert [t[0] for t in tried] == ["fp16", "fp32"] and res.best.precision == "fp16"
     assert {t[1] for t in tried} == {"off"}  # the 4x4 matrix products are a CPU question
     assert "fp16" in res.report()
+
+
+def test_the_default_thread_count_respects_a_cgroup_quota(monkeypatch):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(devices, "usable_cpus", lambda: 1)  # e.g. a container with --cpus 1
+        devices.set_threads(None)
+        assert torch.get_num_threads() == 1
+        devices.set_threads(2)  # an explicit --threads is the user's to choose
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

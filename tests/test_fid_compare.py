@@ -20,6 +20,9 @@ from facegan.fid.features import FEATURE_DIMS, summarize
 from facegan.fid.floor import real_floor
 from facegan.fid.stats import Stats
 
+#: float results: run again with the kernels forced down in CI (.ci/forced-kernels)
+pytestmark = pytest.mark.numeric
+
 
 class StandIn:
     """The FIDScorer interface on a fixed random feature map of 8x8 colour samples (no network)."""

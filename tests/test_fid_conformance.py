@@ -20,6 +20,9 @@ from facegan.errors import FaceganError
 from facegan.fid import inception as inc
 from facegan.fid.stats import Stats
 
+#: float results: run again with the kernels forced down in CI (.ci/forced-kernels)
+pytestmark = pytest.mark.numeric
+
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/celeba-10k"
 
 

@@ -12,6 +12,9 @@ from facegan.fid.distance import frechet_distance, frechet_distance_from_feature
 
 from numerics import cubic_kernel_entry_bounds
 
+#: float results: run again with the kernels forced down in CI (.ci/forced-kernels)
+pytestmark = pytest.mark.numeric
+
 
 def _pytorch_fid_distance(mu1, s1, mu2, s2) -> float:
     from pytorch_fid.fid_score import calculate_frechet_distance

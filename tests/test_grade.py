@@ -15,6 +15,9 @@ from facegan.fid.distance import frechet_distance
 from facegan.grade import Grader, grade
 from facegan.pack import MAX_IMAGE_BYTES
 
+#: float results: run again with the kernels forced down in CI (.ci/forced-kernels)
+pytestmark = pytest.mark.numeric
+
 N = 10  # images per submission in these tests (the brief's protocol: 1000)
 
 

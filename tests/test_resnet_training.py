@@ -1,6 +1,7 @@
 """The ResNet SN-GAN trains with the gpu preset's recipe and resumes bit-exactly in fp32 on the CPU."""
 
 import numpy as np
+import pytest
 import torch
 
 from facegan.train import TrainConfig, config_for_resume, training_loop
@@ -8,6 +9,7 @@ from facegan.train.checkpoint import load
 from facegan.train.presets import resolve
 
 
+@pytest.mark.numeric
 def test_resnet_with_the_gpu_recipe_resumes_bitwise(tmp_path, one_thread):
     np.save(tmp_path / "c.npy", np.random.default_rng(0).integers(0, 256, (32, 8, 8, 3), dtype=np.uint8))
     base = resolve("gpu", dict(data=str(tmp_path / "c.npy"), resolution=8, g={"ch": 4, "z_dim": 8}, d={"ch": 4},

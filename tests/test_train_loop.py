@@ -54,6 +54,7 @@ def test_run_folder_has_everything(cache, tmp_path):
     assert state["nimg"] == 48 and len(state["rng"]) == 1
 
 
+@pytest.mark.numeric
 def test_resume_gives_bitwise_the_same_weights(cache, tmp_path):
     """fp32 CPU: 8 steps straight == 4 steps + resume + 4 steps (epochs of 6 steps: crosses one)."""
     kw = dict(d={"ndf": 4, "dropout": 0.2}, flip=True)  # dropout and flips: more random streams to restore

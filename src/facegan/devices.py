@@ -49,17 +49,19 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> "torch.device":
 
 
 def set_threads(threads: int | None) -> None:
-    """``torch.set_num_threads(threads)`` at a command's entry (``None``: leave PyTorch's default).
+    """``torch.set_num_threads(threads)`` at a command's entry (``None``: one per usable CPU).
 
     On a CPU shared with other jobs, fewer threads than cores can be much faster: a descheduled
-    OpenMP thread stalls every parallel op.
+    OpenMP thread stalls every parallel op. PyTorch's own default counts the affinity set but not
+    a cgroup quota (a container given 1 of 8 CPUs would run 8 threads), so ``None`` caps it at
+    :func:`usable_cpus`.
     """
-    if threads is None:
-        return
-    if threads < 1:
-        raise FaceganError(f"--threads must be at least 1, got {threads}")
     import torch
 
+    if threads is None:
+        threads = min(torch.get_num_threads(), usable_cpus())
+    if threads < 1:
+        raise FaceganError(f"--threads must be at least 1, got {threads}")
     torch.set_num_threads(threads)
 
 
