@@ -1,4 +1,4 @@
-"""Speed choices on the CPU, measured on the machine at hand instead of assumed.
+"""Speed choices, measured on the machine at hand instead of assumed.
 
 What helps differs between CPUs and with the load: on an Intel Xeon with AMX, bf16 autocast and
 the 4x4-map matrix-product convolutions made the DCGAN 4.3x the tutorial recipe; on an AMD EPYC
@@ -7,7 +7,8 @@ cores, 2 threads fell to a fifth of 1 thread's speed. So when ``--precision``,
 ``--matmul-convs`` and ``--threads`` are left to ``auto``, :func:`tune` times a few real steps of
 the run's own model with each candidate (greedily: precision, then the matrix products, then
 threads), keeps the fastest, and says what it measured. The answer is cached per machine and
-model shape, so a short run or a resume does not pay for it twice.
+model shape, so a short run or a resume does not pay for it twice. On a GPU only the precision
+is a question (among what it runs natively: :func:`facegan.devices.precision_candidates`).
 
 During the run, :class:`ThreadWatch` notices when the speed falls far below what was measured
 (the load changed) and tries the other thread count for one tick, keeping whichever is faster.
@@ -107,14 +108,14 @@ def _time_candidate(cfg: Any, images: np.ndarray, choice: Choice) -> float:
     torch.set_num_threads(choice.threads)
     trial = dataclasses.replace(cfg, precision=choice.precision, matmul_convs=choice.matmul_convs,
                                 threads=choice.threads, compile=False)
-    parts = build_parts(trial, images, DistInfo())
+    parts = build_parts(trial, images, DistInfo(device=pick_device(cfg.device)))  # on the run's own device
     z_dim = trial.z_dim
 
     def noise() -> torch.Tensor:
         return torch.randn(parts.loader.batch_size, z_dim, generator=parts.noise)
 
-    cuda = next(parts.G.parameters()).device.type == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)  # GPU work is asynchronous: time it finished
+    on_gpu = next(parts.G.parameters()).device.type == "cuda"
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)  # GPU work is asynchronous: time it finished
     parts.step(lambda: next(parts.loader), noise)  # warm-up: first-call allocations, kernel choice
     sync()
     done, t0 = 0, time.perf_counter()
