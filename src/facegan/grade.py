@@ -380,7 +380,8 @@ class Grader:
         asked for once the one before went through the network)."""
         from tqdm import tqdm
 
-        with tqdm(total=len(images), desc=f"  {label[:24]}", unit="img", leave=False,
+        # mininterval 0: each update is a whole batch through the network (~1 s on a CPU core)
+        with tqdm(total=len(images), desc=f"  {label[:24]}", unit="img", leave=False, mininterval=0, miniters=1,
                   disable=None if self.progress else True) as bar:  # None: off when not a terminal
             for i in range(0, len(images), size):
                 yield images[i : i + size]
