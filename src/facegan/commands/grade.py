@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 _TERMINAL_PROBLEMS = 3  # per rejected row; every one is in scores.csv / scores.json / index.html
 
@@ -12,10 +13,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "grade",
-        usage="facegan grade SUBMISSIONS... --ref REF.npz -o RESULTS_DIR [--target FID] [--train-images NPY] "
-              "[--shard K/N] [options]\n       facegan grade --merge RESULTS_DIR... -o RESULTS_DIR",
+        usage="facegan grade SUBMISSIONS... --ref REF.npz -o RESULTS_DIR [--target FID] [--train-images NPY]\n"
+              "                     [--shard K/N] [options]\n       facegan grade --merge RESULTS_DIR... -o RESULTS_DIR",
         help="(staff) check, FID-score and rank many <student>.tar.gz submissions",
-        description=(
+        description=textwrap.fill(  # filled here: the epilog's lines are kept as written
             "Give every entry of the submissions folder a row: scored, rejected with every problem, or "
             "ignored with the reason. Each <student>.tar.gz is checked as 'facegan pack --verify' does "
             "(exactly --count decodable --size x --size RGB images, no duplicates, OS junk left out with a "
@@ -26,11 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "are flagged. Writes scores.json, scores.csv and index.html (ranked, with a sample grid per "
             "student) to -o. Results are cached per archive, and each distinct set of images is scored once: "
             "rerunning scores only new or changed files. On a CPU an archive takes minutes: split a large "
-            "class over processes or machines with --shard K/N, then --merge."
+            "class over processes or machines with --shard K/N, then --merge.", width=100
         ),
-        epilog="example: facegan grade submissions/ --ref celeba-ref.npz -o results/ --target 20 "
-               "--train-images celeba64.npy\n"
-               "in 10 parts (e.g. a SLURM array job, --array=1-10, one part per task):\n"
+        epilog="example:\n"
+               "  facegan grade submissions/ --ref celeba-ref.npz -o results/ --target 20 --train-images celeba64.npy\n"
+               "in 10 parts (e.g. a SLURM array job, --array=1-10, one part per task; README: 'What a class costs'):\n"
                "  facegan grade submissions/ --ref celeba-ref.npz -o results/ --target 20 --shard $SLURM_ARRAY_TASK_ID/10\n"
                "  facegan grade --merge results/ -o results/     # once all ten are done",
         formatter_class=argparse.RawDescriptionHelpFormatter,
