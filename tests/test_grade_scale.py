@@ -58,6 +58,18 @@ def test_each_distinct_image_set_is_scored_once_and_still_flagged(stand_in, tmp_
     assert stand_in.calls == [N, N] and again.sets_scored == 0  # from the per-archive and per-set caches
     assert rows["20250005"].fid == rows["20250004"].fid and rows["20250005"].status == "scored"
 
+    # a set's score is reused only for the same reference (and weights, image size)
+    other = reference(tmp_path / "other.npz", stand_in, images(200, 40))
+    _resaved(sub / "20250006.tar.gz", images(4, N), "later")
+    g = Grader(other, tmp_path / "r", lambda: stand_in, count=N)
+    assert grade([sub / "20250006.tar.gz"], g, progress=False)[0].fid != rows["20250004"].fid
+    assert g.sets_scored == 1 and stand_in.calls == [N, N, N]
+    for torn in (tmp_path / "r" / "cache" / "sets").iterdir():  # a torn set entry is scored again, not trusted
+        torn.write_text('{"protocol": ')
+    (sub / "20250007.tar.gz").write_bytes((sub / "20250006.tar.gz").read_bytes())
+    g = Grader(other, tmp_path / "r", lambda: stand_in, count=N)
+    assert grade([sub / "20250007.tar.gz"], g, progress=False)[0].status == "scored" and g.sets_scored == 1
+
 
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
@@ -158,6 +170,7 @@ def test_parts_merged_write_what_one_run_writes(course, stand_in, tmp_path, monk
     sub, common = course
     assert main(["grade", str(sub), "-o", str(tmp_path / "one"), *common]) == 0
     single = capsys.readouterr().out
+    assert "9 image set(s) scored, 2 archive(s) reused the score of an identical image set" in single
     one = _outputs(tmp_path / "one")
     data = json.loads(one["scores.json"])
     assert data["summary"]["scored"] == 11 and data["summary"]["review"] == 1  # the copies were found

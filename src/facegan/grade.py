@@ -341,9 +341,12 @@ class Grader:
         save_grid(images[:_GRID_IMAGES], self.out / grid)
         result.grid = grid.as_posix()
 
-
     def _set_cache_path(self, key: str) -> Path:
         return self.out / "cache" / "sets" / f"{key}.json"
+
+    def _set_protocol(self) -> dict:
+        """What a set's score depends on: not the copy index, which only counts copies per archive."""
+        return {k: v for k, v in self._protocol().items() if k != "copy_index"}
 
     def _set_score(self, images: np.ndarray, digests: list[str], result: GradeResult) -> tuple[float, int]:
         """(FID, n) of one accepted image set: computed once per distinct set, then reused (this
@@ -358,7 +361,7 @@ class Grader:
         path = self._set_cache_path(key)
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
-            if saved.get("protocol") == self._protocol():
+            if saved.get("protocol") == self._set_protocol():
                 fid, n = float(saved["fid"]), int(saved["n"])
                 if np.isfinite(fid) and n == len(digests):
                     self._sets[key] = (fid, n)
@@ -372,7 +375,7 @@ class Grader:
         fid = float(frechet_distance(st.mu, st.sigma, self.ref.mu, self.ref.sigma))
         self._sets[key] = (fid, st.n)
         self.sets_scored += 1
-        atomic_write_text(path, json.dumps({"protocol": self._protocol(), "fid": fid, "n": st.n}))
+        atomic_write_text(path, json.dumps({"protocol": self._set_protocol(), "fid": fid, "n": st.n}))
         return fid, st.n
 
     def _batches(self, images: np.ndarray, size: int, label: str) -> Iterator[np.ndarray]:
