@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from facegan.train import autotune
+from facegan.devices import Accelerator
 from facegan.train.autotune import Choice, ThreadWatch, tune
 from facegan.train.config import TrainConfig
 
@@ -25,6 +26,14 @@ def cfg(tmp_path, **kw):
     return TrainConfig(**{**base, **kw})
 
 
+#: Hardware as the precision rules see it (faked: no such machine is needed to test the rules).
+AVX512_BF16 = Accelerator("cpu", "a CPU with AVX512-BF16", fast_bf16=True, fast_fp16=False)
+AVX2 = Accelerator("cpu", "an AVX2-only CPU", fast_bf16=False, fast_fp16=False)
+T4 = Accelerator("cuda", "Tesla T4", fast_bf16=False, fast_fp16=True)
+A100 = Accelerator("cuda", "NVIDIA A100", fast_bf16=True, fast_fp16=True)
+P100 = Accelerator("cuda", "Tesla P100", fast_bf16=False, fast_fp16=False)
+
+
 def fake_timer(speeds):
     calls = []
 
@@ -36,35 +45,35 @@ def fake_timer(speeds):
 
 
 def test_the_fastest_candidate_wins_and_is_cached(tmp_path, cache, monkeypatch):
-    monkeypatch.setattr(autotune.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr("facegan.train.loop.cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(autotune, "usable_cpus", lambda: 2)
     speeds = lambda c: {"bf16": 100, "fp32": 60}[c.precision] + (10 if c.matmul_convs == "off" else 0) + (
         25 if c.threads == 1 else 0)
     timer, calls = fake_timer(speeds)
     images = np.zeros((16, 8, 8, 3), np.uint8)
-    res = tune(cfg(tmp_path), images, timer=timer)
+    res = tune(cfg(tmp_path), images, timer=timer, acc=AVX512_BF16)
     assert (res.best.precision, res.best.matmul_convs, res.best.threads) == ("bf16", "off", 1)
     assert res.best.img_per_s == 135 and not res.cached
     assert len(calls) == 4  # greedy: bf16/fp32, then matmul off, then 1 thread
     assert "bf16, library convs, 1 thread 135 img/s" in res.report()
-    again = tune(cfg(tmp_path), images, timer=timer)
+    again = tune(cfg(tmp_path), images, timer=timer, acc=AVX512_BF16)
     assert again.cached and again.best == res.best and len(calls) == 4  # no second measurement
     assert "cached" in again.report()
     assert len(json.loads(cache.read_text())) == 1
-    wider = tune(cfg(tmp_path, g={"z_dim": 4, "ngf": 8}), images, timer=timer)
+    wider = tune(cfg(tmp_path, g={"z_dim": 4, "ngf": 8}), images, timer=timer, acc=AVX512_BF16)
     assert not wider.cached  # another model shape is measured anew
-    fixed = tune(cfg(tmp_path, threads=2), images, timer=timer)
+    fixed = tune(cfg(tmp_path, threads=2), images, timer=timer, acc=AVX512_BF16)
     assert not fixed.cached and fixed.best.threads == 2  # a fixed setting is never overridden by the cache
 
 
 def test_settings_the_user_fixed_are_not_tried(tmp_path, cache, monkeypatch):
-    monkeypatch.setattr(autotune.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(autotune, "usable_cpus", lambda: 2)
     timer, calls = fake_timer(lambda c: 50.0)
     tune(cfg(tmp_path, precision="fp32", threads=2), np.zeros((16, 8, 8, 3), np.uint8), timer=timer)
     assert {c[0] for c in calls} == {"fp32"} and {c[2] for c in calls} == {2}
     assert not autotune.needs_tuning(cfg(tmp_path, precision="fp32", threads=1, matmul_convs="off"),
                                      torch.device("cpu"))
-    assert not autotune.needs_tuning(cfg(tmp_path), torch.device("cuda"))
+    assert not autotune.needs_tuning(cfg(tmp_path, precision="fp32"), torch.device("cuda"))
+    assert autotune.needs_tuning(cfg(tmp_path), torch.device("cuda"))  # precision is the GPU's question
 
 
 def test_real_tuning_of_a_tiny_model_keeps_the_random_streams(tmp_path, cache, one_thread):
@@ -109,3 +118,16 @@ def test_training_logs_what_it_measured(tmp_path, cache):
     speed = [r for r in rows if r.get("event") == "speed"]
     assert len(speed) == 1 and speed[0]["chosen"] == tuned.best.describe()
     assert json.loads((tmp_path / "r" / "config.json").read_text())["matmul_convs"] == "auto"  # the request stays
+
+
+# ----------------------------------------------------------------------------- the cores it may use
+
+
+def test_one_usable_core_means_one_thread_is_timed_and_kept(tmp_path, cache, monkeypatch):
+    """Under ``taskset -c 0`` on a 2-core machine the speed check must not time (or keep) 2 threads."""
+    monkeypatch.setattr(autotune.os, "cpu_count", lambda: 2)  # the machine has two
+    monkeypatch.setattr("facegan.devices.os.sched_getaffinity", lambda pid: {0})  # the process may use one
+    timer, calls = fake_timer(lambda c: 50.0 + c.threads)  # 2 threads would "win" if timed
+    res = tune(cfg(tmp_path), np.zeros((16, 8, 8, 3), np.uint8), timer=timer, acc=AVX2)
+    assert {c[2] for c in calls} == {1} and res.best.threads == 1
+    assert ThreadWatch(100.0, 1).after_tick(1.0) is None  # nothing else to try on one core

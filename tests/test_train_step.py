@@ -186,3 +186,37 @@ def test_every_loss_in_the_table_runs_through_the_step():
         step.loss = loss
         out = step(*feeds())
         assert np.isfinite(out["loss_d"].item()) and np.isfinite(out["loss_g"].item()), name
+
+
+# --- precision ----------------------------------------------------------------------------------
+
+def test_fp16_scales_the_losses_and_its_r1_is_the_fp32_r1():
+    """fp16 autocast runs through GradScalers (one per network); R1, taken of the scaled logits and
+    unscaled, equals the fp32 penalty: for LinearD it is |w|^2 exactly up to fp16 rounding of w."""
+    step, G, D = make_step(autocast="cpu", precision="fp16", r1_gamma=1.0, sgd=True)
+    assert step.dtype is torch.float16 and step.scaler_d is not None and step.scaler_g is not None
+    real, noise = feeds()
+    for _ in range(8):  # the first scale (2^16) overflows fp16 (max 65504): those steps are skipped
+        w = D.fc.weight.detach().clone()
+        scale = step.scaler_d.get_scale()
+        out = step(real, noise)
+        if torch.isfinite(out["r1"]):
+            break
+        assert torch.equal(D.fc.weight, w)  # an overflowing step leaves D as it was...
+        assert step.scaler_d.get_scale() == scale / 2  # ...and halves the scale
+    # fp16 keeps 11 significant bits: each w_i rounds with relative error <= 2^-11, so |w|^2 is off
+    # by at most 2 * 2^-11 relative (plus the fp32 sum's n * eps, negligible)
+    assert out["r1"].item() == pytest.approx(w.square().sum().item(), rel=2 * 2.0 ** -11)
+    assert not torch.equal(D.fc.weight, w)  # a finite step is applied
+    state = step.amp_state()
+    assert set(state) == {"scaler_d", "scaler_g"} and state["scaler_d"]["scale"] > 1
+    fresh, _, _ = make_step(autocast="cpu", precision="fp16")
+    fresh.load_amp_state(state)
+    assert fresh.amp_state() == state  # a resumed fp16 run continues with the same loss scales
+
+
+def test_fp32_and_bf16_steps_carry_no_loss_scaler():
+    assert make_step()[0].amp_state() is None
+    step = make_step(autocast="cpu", precision="bf16")[0]
+    assert step.dtype is torch.bfloat16 and step.amp_state() is None  # bf16 has fp32's exponent range
+    step.load_amp_state({"scaler_d": {}, "scaler_g": {}})  # an fp16 checkpoint resumed in bf16: ignored

@@ -27,6 +27,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from facegan.devices import (Accelerator, accelerator, cpu_name, pick_device, precision_candidates,
+                             usable_cpus)
 from facegan.fileio import atomic_write_text
 
 #: Images used to time the candidates (a few batches' worth of the run's own photos).
@@ -67,18 +69,6 @@ class TuneResult:
                 f"-> {self.best.describe()}")
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
-
-
 def cache_path() -> Path:
     """``speed.json`` in facegan's one cache folder (``$FACEGAN_CACHE``, else ``~/.cache/facegan``)."""
     from facegan.fid.inception import cache_dir
@@ -86,7 +76,7 @@ def cache_path() -> Path:
     return cache_dir() / "speed.json"
 
 
-def _key(cfg: Any) -> str:
+def _key(cfg: Any, device_name: str) -> str:
     """Machine and model shape: what the best setting depends on (not the data, not the length)."""
     from facegan.train.config import config_to_dict
 
@@ -96,13 +86,16 @@ def _key(cfg: Any) -> str:
     shape["augment"] = c["augment"]
     # what the user fixed narrows the candidates, so it is part of the question
     shape["asked"] = [c["precision"], c["matmul_convs"], c["threads"]]
-    text = json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "torch": str(torch.__version__), **shape},
+    text = json.dumps({"cpu": device_name, "cores": usable_cpus(), "torch": str(torch.__version__), **shape},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def needs_tuning(cfg: Any, device: torch.device) -> bool:
-    """True for a CPU run with at least one of the three settings left to auto."""
+    """True for a CPU run with at least one of the three settings left to auto, and for a GPU run
+    whose precision is left to auto (the only one of the three that matters there)."""
+    if device.type == "cuda":
+        return cfg.precision == "auto"
     return device.type == "cpu" and (cfg.precision == "auto" or cfg.matmul_convs == "auto" or cfg.threads is None)
 
 
@@ -120,10 +113,14 @@ def _time_candidate(cfg: Any, images: np.ndarray, choice: Choice) -> float:
     def noise() -> torch.Tensor:
         return torch.randn(parts.loader.batch_size, z_dim, generator=parts.noise)
 
+    cuda = next(parts.G.parameters()).device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)  # GPU work is asynchronous: time it finished
     parts.step(lambda: next(parts.loader), noise)  # warm-up: first-call allocations, kernel choice
+    sync()
     done, t0 = 0, time.perf_counter()
     while True:
         parts.step(lambda: next(parts.loader), noise)
+        sync()
         done += 1
         spent = time.perf_counter() - t0
         if (done >= 2 and spent >= PROBE_SECONDS) or done >= PROBE_MAX_STEPS or spent >= PROBE_SLOW_STEP:
@@ -132,17 +129,19 @@ def _time_candidate(cfg: Any, images: np.ndarray, choice: Choice) -> float:
 
 
 def tune(cfg: Any, images: np.ndarray, *, use_cache: bool = True,
-         timer: Callable[[Any, np.ndarray, Choice], float] = _time_candidate) -> TuneResult:
-    """Measure the candidates for the ``auto`` settings of a CPU run of ``cfg`` and pick the fastest.
+         timer: Callable[[Any, np.ndarray, Choice], float] = _time_candidate,
+         acc: Accelerator | None = None) -> TuneResult:
+    """Measure the candidates for the ``auto`` settings of a run of ``cfg`` and pick the fastest.
 
-    Greedy, in the order the effects are largest: precision (bf16 only where the CPU has
-    AVX512-BF16/AMX), then the matrix-product convolutions, then threads (1 vs one per core).
-    Settings the user fixed are not tried. Global random state is saved and restored, so a run
-    that tunes trains exactly like one that does not.
+    Greedy, in the order the effects are largest: precision (only what the device runs natively:
+    :func:`facegan.devices.precision_candidates`), then, on a CPU, the matrix-product
+    convolutions, then threads (1 vs one per usable core). Settings the user fixed are not tried.
+    ``acc`` fakes the hardware in tests (default: asked of ``cfg.device``). Global random state is
+    saved and restored, so a run that tunes trains exactly like one that does not.
     """
-    from facegan.train.loop import cpu_has_fast_bf16
-
-    key = _key(cfg)
+    if acc is None:
+        acc = accelerator(pick_device(cfg.device))
+    key = _key(cfg, acc.name)
     path = cache_path()
     if use_cache:
         try:
@@ -151,12 +150,17 @@ def tune(cfg: Any, images: np.ndarray, *, use_cache: bool = True,
             hit = None
         if hit:
             return TuneResult(Choice(**hit["best"]), [Choice(**c) for c in hit["tried"]], cached=True)
-    cores = os.cpu_count() or 1
+    cores = usable_cpus()
     threads_before = torch.get_num_threads()
     probe = np.asarray(images[: max(PROBE_IMAGES, cfg.batch)])
-    precisions = [cfg.precision] if cfg.precision != "auto" else (["bf16", "fp32"] if cpu_has_fast_bf16() else ["fp32"])
-    matmuls = [cfg.matmul_convs] if cfg.matmul_convs != "auto" else ["on", "off"]
-    threads = [cfg.threads] if cfg.threads is not None else sorted({cores, 1}, reverse=True)
+    precisions = precision_candidates(cfg.precision, acc)
+    gpu = acc.kind == "cuda"
+    if gpu:  # the 4x4-map matrix products and the thread count are CPU questions
+        matmuls = ["on" if cfg.matmul_convs == "on" else "off"]
+        threads = [cfg.threads or cores]
+    else:
+        matmuls = [cfg.matmul_convs] if cfg.matmul_convs != "auto" else ["on", "off"]
+        threads = [cfg.threads] if cfg.threads is not None else sorted({cores, 1}, reverse=True)
     rng = _save_rng()
     tried: list[Choice] = []
 
@@ -193,7 +197,7 @@ def _store(path: Path, key: str, result: TuneResult) -> None:
     except (OSError, ValueError):
         table = {}
     table[key] = {"best": dataclasses.asdict(result.best), "tried": [dataclasses.asdict(c) for c in result.tried],
-                  "cpu": cpu_name(), "when": time.strftime("%Y-%m-%d %H:%M")}
+                  "cpu": cpu_name(), "cores": usable_cpus(), "when": time.strftime("%Y-%m-%d %H:%M")}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(table, indent=1))
@@ -226,7 +230,7 @@ class ThreadWatch:
     def __init__(self, expected: float, threads: int, cores: int | None = None, *, drop: float = 0.5,
                  patience: int = 2):
         self.expected, self.threads = expected, threads
-        self.cores = cores or os.cpu_count() or 1
+        self.cores = cores or usable_cpus()
         self.drop, self.patience = drop, patience
         self._slow = 0
         self._trial: tuple[int, float] | None = None  # (threads before the trial, their rate)
@@ -258,7 +262,6 @@ class ThreadWatch:
 def tune_run(cfg: Any) -> TuneResult | None:
     """At a command's entry: tune a CPU run whose speed settings are left to auto (not under
     torchrun, where the ranks would have to agree); None when there is nothing to tune."""
-    from facegan.devices import pick_device
     from facegan.images import load_uint8_array
 
     from facegan.train.loop import check_data_path

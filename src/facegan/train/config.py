@@ -100,8 +100,8 @@ class TrainConfig:
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """where to train: auto picks cuda when available (under torchrun: the local rank's GPU)"""
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    """bf16 autocast or fp32; auto: bf16 on CPUs with AVX512-BF16/AMX (2-4x faster there), fp32/TF32 on GPUs (faster for the DCGAN on an H200)"""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """fp32 (TF32 on GPUs), bf16 autocast, or fp16 autocast with loss scaling (GPUs); auto: measured among what the hardware runs natively (bf16 on AVX512-BF16/AMX CPUs and Ampere+ GPUs, fp16 on older tensor-core GPUs such as a T4, fp32 everywhere)"""
     channels_last: bool = True
     """NHWC memory format for the convolutions (measured 1.3-1.9x faster on the CPU here; left to the compiler with --compile)"""
     matmul_convs: Literal["auto", "on", "off"] = "auto"

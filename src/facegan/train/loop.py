@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from facegan.devices import accelerator, describe_precision, precision_by_capability, precision_problem
 from facegan.errors import FaceganError
 from facegan.fileio import atomic_write_text, clean_stale_temps
 from facegan.images import load_uint8_array
@@ -101,32 +102,15 @@ class Parts:
     noise: torch.Generator
     augment: Augment | None
     step: GanStep
-    bf16: bool
+    precision: str
     channels_last: bool
     matmul: bool
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True on x86 CPUs with AVX512-BF16 or AMX (where bf16 autocast measured 2-3x faster)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def use_bf16(precision: str, device: torch.device) -> bool:
-    """Resolve ``--precision`` for ``device``: bf16 autocast only where it measured faster.
-
-    On CPUs with AVX512-BF16/AMX it did (2-4x for the DCGAN, 2-core Xeon); on an H200 the DCGAN
-    at batch 128 ran faster in fp32/TF32 (19k vs 16k img/s: too small a model for the casts to
-    pay), so ``auto`` means fp32 on GPUs; ask for ``bf16`` for larger models.
-    """
-    if precision != "auto":
-        return precision == "bf16"
-    if device.type == "cuda":
-        return False
-    return cpu_has_fast_bf16()
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """``--precision`` for ``device`` when no speed check chose it: what the hardware runs natively
+    (:func:`facegan.devices.precision_by_capability`); an explicit value is kept."""
+    return precision_by_capability(requested, accelerator(device))
 
 
 def _frozen_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -221,7 +205,7 @@ def build_parts(cfg: TrainConfig, images: np.ndarray, info: dist_util.DistInfo) 
     from facegan.models.registry import build
 
     device = info.device
-    bf16 = use_bf16(cfg.precision, device)
+    precision = resolve_precision(cfg.precision, device)
     # Under torch.compile, inductor picks conv layouts itself; handing it channels_last weights
     # broke G's first (1x1-input) layer's backward on torch 2.11 + CUDA, so leave them NCHW there.
     channels_last = cfg.channels_last and not cfg.compile
@@ -258,8 +242,8 @@ def build_parts(cfg: TrainConfig, images: np.ndarray, info: dist_util.DistInfo) 
                            "of real and fake batches; drop --joint-d or use --d.norm none/layer/instance/group")
     step = GanStep(Nets(G_train, D_train, D_for_g, D), opt_g, opt_d, get_loss(cfg.loss), n_dis=cfg.n_dis,
                    joint_d=cfg.joint_d, augment=augment, r1_gamma=cfg.r1_gamma, r1_every=cfg.r1_every,
-                   autocast=device.type if bf16 else None, freeze_d=not cfg.compile)
-    return Parts(G, D, G_ema, opt_g, opt_d, loader, noise, augment, step, bf16, channels_last, matmul)
+                   autocast=device.type, precision=precision, freeze_d=not cfg.compile)
+    return Parts(G, D, G_ema, opt_g, opt_d, loader, noise, augment, step, precision, channels_last, matmul)
 
 
 def restore(parts: Parts, state: dict[str, Any], info: dist_util.DistInfo, cfg: TrainConfig) -> Progress:
@@ -276,6 +260,7 @@ def restore(parts: Parts, state: dict[str, Any], info: dist_util.DistInfo, cfg: 
     progress = Progress(int(state["nimg"]), int(state["step"]), float(state["elapsed"]),
                         state.get("best_fid"), state.get("best_kimg"))
     parts.step.d_steps = progress.step * cfg.n_dis
+    parts.step.load_amp_state(state.get("amp"))  # fp16's loss scales (absent before, and unless fp16)
     rngs = state["rng"]
     if len(rngs) == info.world_size:
         ckpt_io.set_rng_state(rngs[info.rank], parts.noise)
@@ -407,10 +392,13 @@ class _Run:
             f"facegan train: {cfg.arch} G {_count(p.G) / 1e6:.2f}M / D {_count(p.D) / 1e6:.2f}M params, "
             f"{len(p.loader.data)} images {cfg.resolution}x{cfg.resolution}, batch {cfg.batch}"
             f"{f' over {info.world_size} processes' if info.distributed else ''}, on {info.device}, "
-            f"{'bf16 autocast' if p.bf16 else 'fp32'}{', channels_last' if p.channels_last else ''}"
+            f"{describe_precision(p.precision, info.device)}{', channels_last' if p.channels_last else ''}"
             f"{', 4x4-map convs as matmuls' if p.matmul else ''}{', torch.compile' if cfg.compile else ''}"
             f"{f', resuming at kimg {self.progress.nimg / 1000:.1f}' if self.resume else ''}"
         )
+        problem = precision_problem(cfg.precision, accelerator(info.device))
+        if problem:
+            self.mon.message(f"warning: {problem}")
         if self.tuned is not None:
             self.mon.message(self.tuned.report())
             b = self.tuned.best
@@ -441,7 +429,7 @@ class _Run:
             "opt_g": p.opt_g.state_dict(), "opt_d": p.opt_d.state_dict(), "nimg": pr.nimg, "step": pr.step,
             "elapsed": pr.elapsed, "loader": p.loader.state_dict(),
             "augment": None if p.augment is None else p.augment.state_dict(), "rng": rngs,
-            "best_fid": pr.best_fid, "best_kimg": pr.best_kimg, "world_size": info.world_size,
+            "amp": p.step.amp_state(), "best_fid": pr.best_fid, "best_kimg": pr.best_kimg, "world_size": info.world_size,
             "rank_checksums": checksums, "torch": str(torch.__version__),
         }, path)
 

@@ -16,6 +16,9 @@ Seams, each off by default (the brief's DCGAN step is then exactly the PyTorch t
 - ``joint_d``: real and fake in one D forward (one kernel launch per layer instead of two);
   only for a D without BatchNorm, whose statistics would mix the two batches.
 - separate Adam betas per network come from the optimisers the loop builds.
+- ``precision``: fp32, bf16 autocast, or fp16 autocast with dynamic loss scaling (one
+  ``GradScaler`` per network: fp16's 5 exponent bits flush small gradients to zero unless the loss
+  is scaled up first; bf16 has fp32's range and needs none).
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ class GanStep:
         joint_d: one D forward for real and fake.
         augment: the augmentation in front of D (None: none).
         r1_gamma, r1_every: the R1 penalty's weight (0: off) and laziness.
-        autocast: device type to run bf16 autocast on, or None for fp32.
+        autocast: device type to run autocast on (None: fp32 whatever ``precision`` says).
+        precision: ``fp32``, ``bf16`` or ``fp16`` (fp16 adds loss scaling).
         freeze_d: switch D's ``requires_grad`` off for G's update (saves D's weight gradients);
             off under ``torch.compile``, where the toggle forces recompiles (and once broke the
             compiled backward) — D's stray gradients are then cleared before its next update.
@@ -65,15 +69,45 @@ class GanStep:
 
     def __init__(self, nets: Nets, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, loss: GanLoss, *,
                  n_dis: int = 1, joint_d: bool = False, augment: Augment | None = None, r1_gamma: float = 0.0,
-                 r1_every: int = 1, autocast: str | None = None, freeze_d: bool = True):
+                 r1_every: int = 1, autocast: str | None = None, precision: str = "bf16",
+                 freeze_d: bool = True):
         self.nets, self.opt_g, self.opt_d, self.loss = nets, opt_g, opt_d, loss
         self.n_dis, self.joint_d, self.augment = n_dis, joint_d, augment
         self.r1_gamma, self.r1_every = r1_gamma, r1_every
-        self.autocast, self.freeze_d = autocast, freeze_d
+        self.freeze_d = freeze_d
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if autocast else None
+        self.autocast = autocast if self.dtype is not None else None
+        fp16 = self.dtype is torch.float16
+        self.scaler_d = torch.amp.GradScaler(autocast) if fp16 else None
+        self.scaler_g = torch.amp.GradScaler(autocast) if fp16 else None
         self.d_steps = 0  # D updates so far (for lazy R1); restored on resume from the step count
 
     def _ctx(self):
-        return torch.autocast(self.autocast, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        return torch.autocast(self.autocast, dtype=self.dtype) if self.autocast else contextlib.nullcontext()
+
+    @staticmethod
+    def _update(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+        """backward + step, through the loss scaler under fp16 (it skips a step whose gradients
+        overflowed and lowers the scale)."""
+        if scaler is None:
+            loss.backward()
+            opt.step()
+            return
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    def amp_state(self) -> dict[str, dict] | None:
+        """The loss scalers' state for a checkpoint (None unless fp16)."""
+        if self.scaler_d is None:
+            return None
+        return {"scaler_d": self.scaler_d.state_dict(), "scaler_g": self.scaler_g.state_dict()}
+
+    def load_amp_state(self, state: dict[str, dict] | None) -> None:
+        """Restore :meth:`amp_state` (a checkpoint without it keeps fresh scalers)."""
+        if state and self.scaler_d is not None:
+            self.scaler_d.load_state_dict(state["scaler_d"])
+            self.scaler_g.load_state_dict(state["scaler_g"])
 
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.augment is None else self.augment(x)
@@ -98,13 +132,20 @@ class GanStep:
                    "d_fake": torch.sigmoid(fake_logits.detach().float()).mean()}
         total = loss_d
         if r1_now:
-            (grad,) = torch.autograd.grad(real_logits.float().sum(), real, create_graph=True)  # (B, 3, H, W)
+            # Under fp16 the input gradient is taken of the scaled sum (small gradients would flush
+            # to zero in fp16 otherwise) and unscaled in fp32; an overflow makes the loss inf and
+            # the scaler then skips this step.
+            if self.scaler_d is None:
+                (grad,) = torch.autograd.grad(real_logits.float().sum(), real, create_graph=True)  # (B, 3, H, W)
+            else:
+                scale = self.scaler_d.get_scale()
+                (grad,) = torch.autograd.grad(real_logits.float().sum() * scale, real, create_graph=True)
+                grad = grad.float() / scale
             r1 = grad.float().square().sum(dim=(1, 2, 3)).mean()
             total = loss_d + (0.5 * self.r1_gamma * self.r1_every) * r1
             scalars["r1"] = r1.detach()
         self.opt_d.zero_grad(set_to_none=True)
-        total.backward()
-        self.opt_d.step()
+        self._update(total, self.opt_d, self.scaler_d)
         self.d_steps += 1
         if self.augment is not None:
             self.augment.observe(real_logits, len(real))
@@ -118,8 +159,7 @@ class GanStep:
             with self._ctx():
                 loss_g = self.loss.g(self.nets.D_for_g(self._aug(fake)))
             self.opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            self.opt_g.step()
+            self._update(loss_g, self.opt_g, self.scaler_g)
         finally:
             if self.freeze_d:
                 self.nets.D.requires_grad_(True)
