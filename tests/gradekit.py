@@ -39,7 +39,9 @@ class StandIn:
         thumbs = images.reshape(len(images), 8, k, 8, k, 3).mean(axis=(2, 4)).reshape(len(images), -1) / 255
         return np.tanh(thumbs.astype(np.float32) @ self.proj).astype(np.float64)
 
-    def statistics(self, images, **provenance) -> Stats:
+    def statistics(self, images, total=None, **provenance) -> Stats:
+        if not hasattr(images, "shape"):  # an iterable of batches, as FIDScorer takes
+            images = np.concatenate(list(images))
         f = self.features(images)
         self.calls.append(len(f))
         return Stats(f.mean(axis=0), np.cov(f, rowvar=False), len(f), weights_sha256=self.weights_sha256, **provenance)

@@ -118,7 +118,7 @@ def test_identical_hand_ins_keep_their_names_and_are_flagged_also_from_the_cache
         assert f"{N} image(s) identical to ones in 20250002 (20250002.tar.gz)" in by["20250001"].warnings
         assert by["20250001"].rank == by["20250002"].rank == 1 and by["20250003"].rank == 3  # equal FIDs share a rank
         assert not by["20250003"].warnings
-    assert stand_in.calls == [N, N, N]
+    assert stand_in.calls == [N, N]  # one Inception pass per distinct image set: the copy shares its score
 
 
 def test_a_crash_inside_one_archive_is_that_archives_row(stand_in, tmp_path, monkeypatch):
@@ -147,8 +147,8 @@ def test_a_crash_inside_one_archive_is_that_archives_row(stand_in, tmp_path, mon
     c = submission(tmp_path / "20250003.tar.gz", images(3, N))
     by = {r.student: r for r in grade([c], grader, progress=False)}
     assert by["20250003"].status == "error" and "not cached" in by["20250003"].problems[0]
-    assert not list((tmp_path / "r" / "cache").glob("*")) or all(
-        "20250003" not in p.read_text() for p in (tmp_path / "r" / "cache").iterdir())
+    assert not list((tmp_path / "r" / "cache").glob("*.json")) or all(
+        "20250003" not in p.read_text() for p in (tmp_path / "r" / "cache").glob("*.json"))
 
 
 def test_a_wrong_or_malformed_reference_fails_before_anything_is_scored(stand_in, tmp_path, capsys):
@@ -191,7 +191,7 @@ def test_target_adds_a_verdict_everywhere_and_a_summary(stand_in, tmp_path, caps
     assert {s["student"]: s["verdict"] for s in data["submissions"]} == {"20250001": "pass", "20250002": "fail",
                                                                          "20250003": "fail"}
     assert data["target"] == target and data["summary"]["passing"] == 1
-    assert "<span class='pass'>pass</span>" in page and "<th data-sort='text' title='sort'>pass</th>" in page
+    assert "<span class='pass'>pass</span>" in page and "<th data-sort='text' tabindex='0' title='sort'>pass</th>" in page
 
 
 def test_the_page_stays_usable_for_many_students(stand_in, tmp_path):
@@ -199,7 +199,7 @@ def test_the_page_stays_usable_for_many_students(stand_in, tmp_path):
     subs = [submission(tmp_path / f"2025000{i}.tar.gz", images(i, N)) for i in range(3)]
     grade(subs, Grader(ref, tmp_path / "r", lambda: stand_in, count=N), progress=False)
     page = (tmp_path / "r" / "index.html").read_text()
-    assert page.index("3 entries: 3 scored") < page.index("<table>")  # the summary first
+    assert page.index("3 entries: 3 scored") < page.index("<table")  # the summary first
     assert page.count("loading='lazy'") == 3
     assert page.count("<script") == 1 and "<script src" not in page and "http" not in page.split("<script>")[1]
     assert "Content-Security-Policy" in page and "script-src 'sha256-" in page

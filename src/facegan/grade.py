@@ -18,8 +18,16 @@ numbers are flagged on every row involved.
 Each archive's result is cached under ``out/cache/`` keyed by its file name and bytes (so two
 students who hand in the same bytes keep their own names and messages, and are still flagged
 as identical), the reference, the weights, the copy index and the protocol: a rerun after late
-submissions (or after Ctrl-C) scores only what is new. :mod:`facegan.leaderboard` writes the
-results.
+submissions (or after Ctrl-C) scores only what is new.
+
+The Inception pass (nearly all of the time on a CPU: ~3 minutes per 1,000-image archive on one
+core) runs once per distinct *image set*: the key is a hash of the sorted pixel hashes the checks
+compute anyway, and the images go through the network in that order, so the score is a function
+of the set alone — whichever archive holding it comes first, in whichever run or shard. Pixels,
+not member bytes: FID sees only pixels, and the same images re-saved (another PNG compression
+level, other file names, a re-packed archive) are the same set. Such duplicates are still
+flagged on every row (:func:`flag_shared`). :mod:`facegan.gradeshards` splits a class over
+processes or machines and merges the parts; :mod:`facegan.leaderboard` writes the results.
 """
 
 from __future__ import annotations
@@ -29,10 +37,12 @@ import hashlib
 import json
 import os
 import stat
+import sys
+import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterable
+from typing import IO, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -210,6 +220,13 @@ class Grader:
         self.target, self.copy_index, self.read_seconds = target, copy_index, read_seconds
         self._make_scorer = make_scorer
         self._scorer = None
+        self._sets: dict[str, tuple[float, int]] = {}  # image-set key -> (FID, n), this run's
+        self.sets_scored = 0
+        """Inception passes run (distinct image sets not found in the cache)."""
+        self.sets_reused = 0
+        """Scored archives whose image set had been scored already (this run or the cache)."""
+        self.progress = False
+        """Show a per-archive bar of the images going through the network (set by :func:`grade`)."""
 
     @property
     def scorer(self):
@@ -223,6 +240,11 @@ class Grader:
                     f"this scorer's ({mine[:12]}…): the FIDs would not be comparable; remake it with 'facegan stats'"
                 )
         return self._scorer
+
+    @property
+    def weights_sha256(self) -> str | None:
+        """The scorer's weights' sha256, or ``None`` while no scorer was needed."""
+        return self._scorer.weights_sha256 if self._scorer is not None else None
 
     def _protocol(self) -> dict:
         return {"version": _PROTOCOL_VERSION, "ref_sha256": self.ref_sha256, "count": self.count, "size": self.size,
@@ -287,7 +309,6 @@ class Grader:
         return result
 
     def _check_and_score(self, f: IO[bytes], entry: Entry, result: GradeResult) -> None:
-        from facegan.fid.distance import frechet_distance
         from facegan.grids import save_grid
 
         kept: dict[str, tuple[np.ndarray, str]] = {}
@@ -313,13 +334,61 @@ class Grader:
             if copies:
                 result.warnings.append(f"{len(copies)} image(s) are copies of training photos "
                                        f"(e.g. {result.copy_examples[0]})")
-        st = self.scorer.statistics(images, source=result.archive)
-        result.fid = float(frechet_distance(st.mu, st.sigma, self.ref.mu, self.ref.sigma))
-        result.n, result.status = st.n, "scored"
+        result.fid, result.n = self._set_score(images, [kept[n][1] for n in names], result)
+        result.status = "scored"
         grid = Path("grids") / f"{result.sha256[:16]}.png"  # named by content: no student text in paths
         (self.out / "grids").mkdir(parents=True, exist_ok=True)
         save_grid(images[:_GRID_IMAGES], self.out / grid)
         result.grid = grid.as_posix()
+
+    def _set_cache_path(self, key: str) -> Path:
+        return self.out / "cache" / "sets" / f"{key}.json"
+
+    def _set_protocol(self) -> dict:
+        """What a set's score depends on: not the copy index, which only counts copies per archive."""
+        return {k: v for k, v in self._protocol().items() if k != "copy_index"}
+
+    def _set_score(self, images: np.ndarray, digests: list[str], result: GradeResult) -> tuple[float, int]:
+        """(FID, n) of one accepted image set: computed once per distinct set, then reused (this
+        run's table, else ``cache/sets/``), the images scored in the order of their pixel hashes."""
+        from facegan.fid.distance import frechet_distance
+
+        order = np.argsort(np.asarray(digests))  # a set's order, not an archive's: same set, same bits
+        key = hashlib.sha256("\n".join(digests[i] for i in order).encode()).hexdigest()
+        if key in self._sets:
+            self.sets_reused += 1
+            return self._sets[key]
+        path = self._set_cache_path(key)
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved.get("protocol") == self._set_protocol():
+                fid, n = float(saved["fid"]), int(saved["n"])
+                if np.isfinite(fid) and n == len(digests):
+                    self._sets[key] = (fid, n)
+                    self.sets_reused += 1
+                    return fid, n
+        except (OSError, ValueError, TypeError, KeyError, UnicodeError):
+            pass  # missing, torn or from another version: score it
+        scorer = self.scorer
+        st = scorer.statistics(self._batches(images[order], getattr(scorer, "batch_size", 8), result.student),
+                               total=len(images), source=result.archive)
+        fid = float(frechet_distance(st.mu, st.sigma, self.ref.mu, self.ref.sigma))
+        self._sets[key] = (fid, st.n)
+        self.sets_scored += 1
+        atomic_write_text(path, json.dumps({"protocol": self._set_protocol(), "fid": fid, "n": st.n}))
+        return fid, st.n
+
+    def _batches(self, images: np.ndarray, size: int, label: str) -> Iterator[np.ndarray]:
+        """``images`` in network-sized batches, counted on a bar from the first one (each batch is
+        asked for once the one before went through the network)."""
+        from tqdm import tqdm
+
+        # mininterval 0: each update is a whole batch through the network (~1 s on a CPU core)
+        with tqdm(total=len(images), desc=f"  {label[:24]}", unit="img", leave=False, mininterval=0, miniters=1,
+                  disable=None if self.progress else True) as bar:  # None: off when not a terminal
+            for i in range(0, len(images), size):
+                yield images[i : i + size]
+                bar.update(min(size, len(images) - i))
 
 
 def load_reference(path: Path, dims: int = FEATURE_DIMS):
@@ -381,13 +450,27 @@ def rank_and_judge(results: list[GradeResult], target: float | None) -> list[Gra
     return scored + rest
 
 
-def grade(entries: Iterable[Entry | str | os.PathLike], grader: Grader, progress: bool = True) -> list[GradeResult]:
-    """Grade every entry (cached results reused), flag what is shared, rank, write the results;
-    the rows in ranking order."""
+def _duration(seconds: float) -> str:
+    """``"2 h 05 min"``, ``"3 min 10 s"`` or ``"42 s"``."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def _clock() -> float:
+    return time.perf_counter()
+
+
+def _say(text: str) -> None:
     from tqdm import tqdm
 
-    from facegan.leaderboard import write_results
+    tqdm.write(text, file=sys.stderr)  # above any bar, never through it
 
+
+def prepare_entries(entries: Iterable[Entry | str | os.PathLike], grader: Grader) -> list[Entry]:
+    """The entries classified, and what must hold before anything is scored (copy index size,
+    the reference's weights): a problem is a FaceganError before any work."""
     entries = [e if isinstance(e, Entry) else classify(Path(e)) for e in entries]
     index = grader.copy_index
     if index is not None and tuple(index.train.shape[1:3]) != (grader.size, grader.size):
@@ -396,9 +479,46 @@ def grade(entries: Iterable[Entry | str | os.PathLike], grader: Grader, progress
                            "cache of the same size")
     if any(e.action == "grade" for e in entries):
         grader.scorer  # a reference made with other weights fails here, before anything is scored
-    results = [grader.grade_one(e) for e in tqdm(entries, desc="grade", unit="entry",
-                                                  disable=None if progress else True)]  # None: off when not a terminal
+    return entries
+
+
+def grade_entries(entries: list[Entry], grader: Grader, progress: bool = True,
+                  say: Callable[[str], None] | None = None) -> list[GradeResult]:
+    """Each entry's result, in the order given (not flagged or ranked): a bar over the entries,
+    one over each archive's images, and after the first archive that needed the network, the
+    time it took and what the rest should take."""
+    from tqdm import tqdm
+
+    say = say or _say
+    grader.progress = progress
+    to_grade = sum(e.action == "grade" for e in entries)
+    results, seen, estimated = [], 0, False
+    with tqdm(entries, desc="grade", unit="archive", disable=None if progress else True) as bar:
+        for entry in bar:
+            if progress:
+                bar.set_postfix_str(entry.student[:24], refresh=True)
+            passes, start = grader.sets_scored, _clock()
+            results.append(grader.grade_one(entry))
+            seen += entry.action == "grade"
+            if not estimated and grader.sets_scored > passes:
+                estimated = True
+                took, left = _clock() - start, to_grade - seen
+                say(f"facegan grade: {results[-1].entry} took {_duration(took)} to check and score"
+                    + (f"; expect about {_duration(took * left)} more for the {left} archive(s) left "
+                       "(less for those cached, rejected or holding an image set already scored)" if left else "")
+                    + ("; a large class can be split over processes or machines with --shard K/N"
+                       if took * left > 3600 else ""))
+    return results
+
+
+def grade(entries: Iterable[Entry | str | os.PathLike], grader: Grader, progress: bool = True,
+          say: Callable[[str], None] | None = None) -> list[GradeResult]:
+    """Grade every entry (cached results reused), flag what is shared, rank, write the results;
+    the rows in ranking order."""
+    from facegan.leaderboard import run_info, write_results
+
+    results = grade_entries(prepare_entries(entries, grader), grader, progress, say)
     flag_shared(results)
     rows = rank_and_judge(results, grader.target)
-    write_results(grader, rows)
+    write_results(grader.out, run_info(grader), rows)
     return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 _TERMINAL_PROBLEMS = 3  # per rejected row; every one is in scores.csv / scores.json / index.html
 
@@ -12,9 +13,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "grade",
-        usage="facegan grade SUBMISSIONS... --ref REF.npz -o RESULTS_DIR [--target FID] [--train-images NPY] [options]",
+        usage="facegan grade SUBMISSIONS... --ref REF.npz -o RESULTS_DIR [--target FID] [--train-images NPY]\n"
+              "                     [--shard K/N] [options]\n       facegan grade --merge RESULTS_DIR... -o RESULTS_DIR",
         help="(staff) check, FID-score and rank many <student>.tar.gz submissions",
-        description=(
+        description=textwrap.fill(  # filled here: the epilog's lines are kept as written
             "Give every entry of the submissions folder a row: scored, rejected with every problem, or "
             "ignored with the reason. Each <student>.tar.gz is checked as 'facegan pack --verify' does "
             "(exactly --count decodable --size x --size RGB images, no duplicates, OS junk left out with a "
@@ -23,14 +25,20 @@ def register(sub: argparse._SubParsersAction) -> None:
             "accepted one is scored by FID against REF with the same Inception network. Images shared "
             "between submissions, identical archives and, with --train-images, copies of training photos "
             "are flagged. Writes scores.json, scores.csv and index.html (ranked, with a sample grid per "
-            "student) to -o. Results are cached per archive: rerunning scores only new or changed files."
+            "student) to -o. Results are cached per archive, and each distinct set of images is scored once: "
+            "rerunning scores only new or changed files. On a CPU an archive takes minutes: split a large "
+            "class over processes or machines with --shard K/N, then --merge.", width=100
         ),
-        epilog="example: facegan grade submissions/ --ref celeba-ref.npz -o results/ --target 20 "
-               "--train-images celeba64.npy",
+        epilog="example:\n"
+               "  facegan grade submissions/ --ref celeba-ref.npz -o results/ --target 20 --train-images celeba64.npy\n"
+               "in 10 parts (e.g. a SLURM array job, --array=1-10, one part per task; README: 'What a class costs'):\n"
+               "  facegan grade submissions/ --ref celeba-ref.npz -o results/ --target 20 --shard $SLURM_ARRAY_TASK_ID/10\n"
+               "  facegan grade --merge results/ -o results/     # once all ten are done",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("submissions", nargs="+", metavar="SUBMISSION",
+    p.add_argument("submissions", nargs="*", metavar="SUBMISSION",
                    help="<student number>.tar.gz files, or folders holding them")
-    p.add_argument("--ref", required=True, help="reference FID statistics (.npz) of the real 64x64 images: 'facegan stats' of a "
+    p.add_argument("--ref", help="reference FID statistics (.npz) of the real 64x64 images: 'facegan stats' of a "
                         "'facegan prepare' cache (or a pytorch-fid .npz)")
     p.add_argument("-o", "--out", required=True, help="results folder (created): scores.json, scores.csv, index.html")
     p.add_argument("--count", type=int, default=1000, help="images each submission must hold (default: 1000)")
@@ -49,7 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the real-data floor to show beside the scores: what --count real photos score "
                         "against REF ('facegan fid REAL_SUBSET REF', or --floor of 'facegan fid'); "
                         "default: the floor recorded in REF at --count images, if any")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="grade only part K of N (archives dealt round-robin) and write RESULTS_DIR/shards/K-of-N.json; "
+                        "run all N (as processes, machines or a SLURM array job), then --merge")
+    p.add_argument("--merge", nargs="+", default=None, metavar="RESULTS_DIR",
+                   help="combine the parts written by --shard (in these folders' shards/) into -o's scores.json, "
+                        "scores.csv and index.html, as one run would have; the parts' settings are used")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
@@ -60,8 +74,18 @@ def run(args: argparse.Namespace) -> int:
     from facegan.fid.options import ScorerOptions
     from facegan.grade import Grader, grade, list_submissions
 
+    if args.merge is not None:
+        return _merge(args)
+    if not args.submissions or not args.ref:
+        raise FaceganError("give the SUBMISSIONS to grade and --ref REF.npz (or --merge RESULTS_DIR... to combine "
+                           "the parts of a --shard run)")
     if args.count < 2 or args.size < 1:
         raise FaceganError("--count must be at least 2 and --size positive")
+    shard = None
+    if args.shard is not None:
+        from facegan.gradeshards import parse_shard
+
+        shard = parse_shard(args.shard)  # before any work
     device = pick_device(args.device)  # --device cuda without a GPU: one line, before any work
     configure_torch(device, args.threads, scoring=True)  # the process's settings, once
     entries = list_submissions(args.submissions)
@@ -72,15 +96,47 @@ def run(args: argparse.Namespace) -> int:
         from facegan.copycheck import CopyIndex
 
         grader.copy_index = CopyIndex.from_file(args.train_images, progress=not args.quiet)
+    if shard is not None:
+        from facegan.gradeshards import grade_shard
+
+        path, results = grade_shard(entries, grader, *shard, progress=not args.quiet)
+        counts = {s: sum(r.status == s for r in results) for s in ("scored", "rejected", "error", "ignored")}
+        print(f"facegan grade: part {shard[0]}/{shard[1]}: {len(results)} of {len(entries)} entries ("
+              + ", ".join(f"{v} {k}" for k, v in counts.items()) + f"); {_passes(grader)}; written to {path}; "
+              f"once all {shard[1]} parts are done: facegan grade --merge {args.out} -o {args.out}")
+        return 0
     rows = grade(entries, grader, progress=not args.quiet)
-    _print(rows, grader)
+    from facegan.leaderboard import run_info
+
+    _print(rows, run_info(grader), grader.out, _passes(grader))
     return 0
 
 
-def _print(rows, grader) -> None:
-    from facegan.leaderboard import reference_words, summary, summary_line
+def _passes(grader) -> str:
+    """How many Inception passes ran, and how many archives reused an image set's score."""
+    text = f"{grader.sets_scored} image set(s) scored"
+    return text + (f", {grader.sets_reused} archive(s) reused the score of an identical image set"
+                   if grader.sets_reused else "")
 
-    target, checking = grader.target, grader.copy_index is not None
+
+def _merge(args: argparse.Namespace) -> int:
+    from facegan.errors import FaceganError
+    from facegan.gradeshards import merge
+
+    given = [name for name, value in (("SUBMISSIONS", args.submissions), ("--ref", args.ref), ("--shard", args.shard),
+                                      ("--target", args.target), ("--train-images", args.train_images),
+                                      ("--floor", args.floor)) if value]
+    if given:
+        raise FaceganError(f"--merge combines parts already graded, with their settings: leave out {', '.join(given)}")
+    rows, run = merge(args.merge, args.out)
+    _print(rows, run, args.out, "")
+    return 0
+
+
+def _print(rows, run: dict, out, passes: str) -> None:
+    from facegan.leaderboard import summary, summary_line
+
+    target, checking = run["target"], run["copy_check"] is not None
     print(f"{'rank':>4}  {'student':<16} {'FID':>8}" + ("  pass  " if target is not None else "")
           + ("  copies" if checking else "") + "  notes")
     for r in rows:
@@ -95,9 +151,10 @@ def _print(rows, grader) -> None:
             print(f"{'':>6}... and {len(r.problems) - _TERMINAL_PROBLEMS} more problem(s) (scores.csv)")
         for w in r.warnings:
             print(f"{'':>6}warning: {w}")
-    floor = grader.floor
-    print(f"facegan grade: {summary_line(summary(rows, target), target)}; FID on {grader.count} images each vs "
-          f"{grader.ref_path} ({reference_words(grader)})"
+    floor = run["real_data_floor"]
+    print(f"facegan grade: {summary_line(summary(rows, target), target)}; FID on {run['samples_per_submission']} "
+          f"images each vs {run['reference']} ({run['reference_words']})"
           + (f"; real photos score {floor:.2f} at this size" if floor is not None else "; real-data floor unknown (--floor)")
           + ("" if checking else "; copy check off (--train-images)")
-          + f"; results in {grader.out}/ (index.html, scores.csv, scores.json)")
+          + (f"; {passes}" if passes else "")
+          + f"; results in {out}/ (index.html, scores.csv, scores.json)")
