@@ -184,10 +184,12 @@ def test_style_mixing_off_gives_one_w_per_image_and_on_gives_two():
     assert torch.equal(G.eval().make_ws(z), w[:, None].expand(-1, G.num_ws, -1))  # never in eval
 
 
-def test_runs_under_bf16_autocast_with_fp32_styles():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_runs_under_autocast_with_fp32_styles(dtype):
+    """Whichever reduced precision train/autotune.py picks, the styles and demodulation stay fp32."""
     torch.manual_seed(0)
     G, D = tiny_g(), tiny_d()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=dtype):
         x = G(torch.randn(4, 8))
         s, d = G.convs[1].conv.styles_and_demod(torch.randn(4, 8))
         logits = D(x)
