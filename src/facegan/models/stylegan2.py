@@ -25,11 +25,11 @@ shared W, and scaling the output by ``d[b, o] = 1 / sqrt(Σ_i s[b, i]² Σ_k W[o
 per output channel — one ordinary convolution for the batch instead of a grouped one per sample
 (slow on CPUs). A test checks the two agree.
 
-Upsampling and downsampling use bilinear ×2 and 2×2 average pooling (the papers use a
-[1, 3, 3, 1] FIR filter; bilinear ×2 is the same filter away from the borders). Resampling
-happens on the side with fewer pixels-times-channels: the generator modulates before it
-upsamples (a per-channel scale commutes with the resampling), the discriminator pools before
-its strided convolutions.
+Resampling: G's upsampling convs are a stride-2 transposed conv of the small map followed by the
+[1, 3, 3, 1] low-pass filter (:func:`upsample_conv`: a quarter of the cost of upsampling first);
+its skip RGB is upsampled bilinearly (the same filter away from the borders). D pools 2×2 before
+its downsampling convs (the papers blur, then convolve with stride 2: the same cost). A per-channel
+style scale commutes with all of it, so G modulates on the smaller map.
 
 In eval mode (sampling, FID, grids) the noise inputs are fixed buffers, so an image depends on
 its seed alone, and the output is clamped to [-1, 1] (the generator has no tanh: in training D
