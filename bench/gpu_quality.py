@@ -1,10 +1,10 @@
-"""One prepared GPU run: ``--preset gpu`` for a fixed wall time on a bare machine, samples back as .npy.
+"""One prepared GPU run: ``--preset`` (default ``gpu``) for a fixed wall time on a bare machine, samples back as .npy.
 
 Made for the device tool's one H200 (a copy of the working tree plus the shared JPEGs; neither
 the FID statistics nor the Inception weights travel, so nothing is scored there):
 
 1. prepares the photos into the 64x64 cache (``facegan prepare``'s library call, all cores);
-2. trains ``--preset gpu`` for ``--minutes`` of training time, saving at ``--snapshots`` evenly
+2. trains ``--preset`` (``gpu``, ``stylegan2``, …) for ``--minutes`` of training time, saving at ``--snapshots`` evenly
    spaced points 1,000 EMA samples on the selection seeds (1,000,000 and up: the curve, disjoint
    from the handed-in ones) as uint8 ``curve-KIMG.npy``;
 3. writes the final 1,000 samples, seeds 0…999 (what ``facegan sample`` hands in), as
@@ -15,6 +15,10 @@ Afterwards, on the CPU: ``python bench/score_npy.py OUT`` scores them (FID@1k of
 against ``celeba-10k-stats.npz``, the floor beside it, the copy check). Dry-run it on the CPU first:
 
     python bench/gpu_quality.py --photos ../shared/data/celeba-10k --out /tmp/gq --minutes 0.5 --tiny
+    python bench/gpu_quality.py --preset stylegan2 --photos ../shared/data/celeba-10k --out /tmp/gq --minutes 0.5 --tiny
+
+``--tiny`` shrinks the preset's networks to a few channels (per family, :data:`TINY`) with batch 16
+and fp32: it checks the script's plumbing, not the recipe.
 
 On the device: ``PYTHONPATH=src python3 bench/gpu_quality.py --photos .carry/celeba-10k --out $OUT``.
 """
@@ -32,6 +36,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # runnable without installing
+
+#: Per family: the networks' options of a CPU dry run (a few channels; the recipe stays the preset's).
+TINY: dict[str, dict] = {
+    "dcgan": {"g": {"ngf": 8}, "d": {"ndf": 8}},
+    "resnet": {"g": {"ch": 4}, "d": {"ch": 4}},
+    "stylegan2": {"g": {"channel_base": 64, "channel_max": 8, "z_dim": 16, "w_dim": 16},
+                  "d": {"channel_base": 64, "channel_max": 8}},
+}
 
 #: bf16 dense peak of one H200 (NVIDIA's figure without sparsity; ~790 measured here on 8192^3 products).
 H200_BF16_PEAK = 989e12
@@ -58,6 +70,7 @@ def flop_per_image(cfg, parts) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="gpu", help="the training preset to run (default gpu; e.g. stylegan2)")
     ap.add_argument("--photos", type=Path, required=True, help="folder of the CelebA JPEGs")
     ap.add_argument("--out", type=Path, required=True, help="where the .npy files and logs go")
     ap.add_argument("--minutes", type=float, default=8.0, help="training time (default 8)")
@@ -74,8 +87,10 @@ def main() -> None:
     from facegan.models.sampling import GeneratorSampler, selection_seeds
     from facegan.runtime import configure_torch
     from facegan.train import TrainConfig, training_loop
-    from facegan.train.presets import resolve
+    from facegan.train.presets import PRESETS, resolve
 
+    if args.preset not in PRESETS:
+        raise SystemExit(f"--preset {args.preset!r}: unknown; choose one of {', '.join(PRESETS)}")
     device = pick_device("auto")
     configure_torch(device)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -94,8 +109,9 @@ def main() -> None:
     over = dict(data=str(cache), out=str(run), minutes=args.minutes, device=str(device.type), progress=False,
                 compile=args.compile)
     if args.tiny:
-        over.update(g={"ch": 4}, d={"ch": 4}, batch=16, tick_kimg=0.064, grid_kimg=1.0, precision="fp32")
-    cfg = TrainConfig(**resolve("gpu", over))
+        arch = resolve(args.preset, {}).get("arch", "dcgan")
+        over.update(TINY.get(arch, {}), batch=16, tick_kimg=0.064, grid_kimg=1.0, precision="fp32")
+    cfg = TrainConfig(**resolve(args.preset, over))
     every_s = args.minutes * 60 / args.snapshots
     next_snap = [every_s]
     snaps: list[dict] = []
@@ -130,7 +146,7 @@ def main() -> None:
     img_s = res.nimg / max(res.elapsed, 1e-9)
     summary = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": str(torch.__version__), "preset": "gpu", "tiny": args.tiny, "minutes_trained": res.elapsed / 60,
+        "torch": str(torch.__version__), "preset": args.preset, "tiny": args.tiny, "minutes_trained": res.elapsed / 60,
         "kimg": res.nimg / 1000, "steps": res.step, "img_per_s": img_s, "gflop_per_img": flop / 1e9,
         "share_of_bf16_peak": img_s * flop / H200_BF16_PEAK if device.type == "cuda" else None,
         "snapshots": snaps, "wall_s": time.perf_counter() - t_start, "photos": n_photos,

@@ -81,6 +81,25 @@ def test_run_with_a_preset_end_to_end(photos, tmp_path):
     assert (out / "20251234.tar.gz").is_file()
 
 
+@pytest.mark.slow
+def test_run_with_the_stylegan2_preset_end_to_end(photos, tmp_path):
+    """`facegan run --preset stylegan2` with tiny widths: trains (lazy R1, no tanh), samples, packs."""
+    out = tmp_path / "run"
+    cfg = RunConfig(data=str(photos), out=str(out), student="20251234", kimg=0.032, n=10, ref_n=60, device="cpu",
+                    preset="stylegan2")
+    tiny = {"channel_base": 64, "channel_max": 8}
+    over = {**TINY, "g": {**tiny, "z_dim": 16, "w_dim": 16}, "d": tiny, "r1_every": 2}
+    run_pipeline(cfg, log=lambda s: None, train_overrides=over)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["preset"] == "stylegan2" and saved["arch"] == "stylegan2" and saved["loss"] == "bce"
+    assert saved["r1_gamma"] == pytest.approx(0.0002 * 64**2 / 16)  # the heuristic, at this run's batch
+    assert saved["g"]["channel_max"] == 8 and saved["g"]["map_lr_mul"] == 0.01
+    rows = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+    assert any("r1" in r for r in rows)
+    with tarfile.open(out / "20251234.tar.gz") as tf:
+        assert len([m for m in tf.getmembers() if m.isfile()]) == 10
+
+
 def test_missing_data_is_named(tmp_path):
     cfg = RunConfig(data=str(tmp_path / "nowhere"), out=str(tmp_path / "run"), kimg=1)
     with pytest.raises(FaceganError, match="nowhere: no such file or folder"):

@@ -19,6 +19,10 @@ def test_every_preset_resolves_to_a_valid_config(name):
         got = getattr(cfg, k)
         if isinstance(v, dict):
             assert {f: getattr(got, f) for f in v} == v
+        elif k == "r1_gamma" and v is None:  # None: resolved to the heuristic's number
+            from facegan.train.config import r1_heuristic
+
+            assert got == r1_heuristic(cfg.resolution, cfg.batch) > 0
         else:
             assert got == v
 

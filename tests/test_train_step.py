@@ -154,6 +154,26 @@ def test_lazy_r1_every_k_steps_scaled_by_k():
     assert seen == [True, False, False, True, False, False, True]
 
 
+def test_lazy_r1_adds_gamma_half_mean_grad_norm_times_the_interval():
+    """Hand-computed: D(x) = <w, x> + b has grad_x D = w for every image, so the lazy penalty
+    (gamma/2) * E|grad_x D|^2 * k = (gamma/2) * |w|^2 * k adds gamma * k * w to D's gradient on
+    the steps it runs; with SGD (lr 0.05) the weights differ from an unpenalised step by exactly
+    -0.05 * gamma * k * w0, and the logged "r1" is |w0|^2."""
+    gamma, k, lr = 2.0, 4, 0.05
+    plain, _, D0 = make_step(sgd=True)
+    lazy, _, D1 = make_step(sgd=True, r1_gamma=gamma, r1_every=k)
+    w0 = D1.fc.weight.detach().clone()
+    assert torch.equal(w0, D0.fc.weight)
+    for step in (plain, lazy):
+        real_f, noise_f = feeds()
+        _, scalars = step.d_step(real_f(), noise_f())
+    assert scalars["r1"].item() == pytest.approx(w0.square().sum().item(), rel=1e-6)
+    diff = D1.fc.weight.detach() - D0.fc.weight.detach()
+    # each weight moved by lr * (its loss gradient + gamma * k * w0): fp32 rounding of ~0.1-sized terms
+    assert torch.allclose(diff, -lr * gamma * k * w0, atol=1e-6)
+    assert torch.allclose(D1.fc.bias, D0.fc.bias, atol=1e-7)  # the penalty does not depend on b
+
+
 # --- n_dis and joint D -----------------------------------------------------------------------------
 
 def test_n_dis_takes_that_many_d_steps_per_g_step():

@@ -68,8 +68,8 @@ class TrainConfig:
     """Adam beta1 of the discriminator"""
     beta2_d: float = 0.999
     """Adam beta2 of the discriminator"""
-    r1_gamma: float = 0.0
-    """R1 gradient penalty weight gamma on real images: gamma/2 * E|grad_x D(x)|^2 (0: off)"""
+    r1_gamma: float | None = 0.0
+    """R1 gradient penalty weight gamma on real images: gamma/2 * E|grad_x D(x)|^2 (0: off; None: the limited-data paper's heuristic 0.0002 * resolution^2 / batch, resolved and recorded as the number)"""
     r1_every: int = 1
     """lazy R1: apply the penalty every this many D steps, scaled up by the same factor"""
     augment: str = "none"
@@ -130,6 +130,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         problems: list[str] = []
+        if self.r1_gamma is None and self.batch >= 1:  # resolved first: the checks below see the number
+            self.r1_gamma = r1_heuristic(self.resolution, self.batch)
         if not self.data:
             problems.append("--data (the .npy cache from 'facegan prepare') is required")
         if not self.out:
@@ -160,7 +162,7 @@ class TrainConfig:
             problems.append(f"--ada-target must be in (-1, 1), got {self.ada_target}")
         if self.lr_decay_start is not None and not 0.0 <= self.lr_decay_start < 1.0:
             problems.append(f"--lr-decay-start must be in [0, 1) or None, got {self.lr_decay_start}")
-        if self.r1_gamma < 0:
+        if self.r1_gamma is None or self.r1_gamma < 0:
             problems.append(f"--r1-gamma must be >= 0, got {self.r1_gamma}")
         if self.r1_gamma > 0 and self.compile:
             problems.append("--r1-gamma needs a double backward, which torch.compile does not run: drop --compile")
@@ -187,6 +189,12 @@ class TrainConfig:
     def z_dim(self) -> int:
         """The generator's latent size."""
         return int(self.g.z_dim)
+
+
+def r1_heuristic(resolution: int, batch: int) -> float:
+    """The R1 weight the limited-data paper (Karras et al. 2020) starts from: 0.0002 · res² / batch
+    (0.0256 at 64 px and batch 32)."""
+    return 0.0002 * resolution**2 / batch
 
 
 def _opt(name: str) -> str:

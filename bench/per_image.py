@@ -1,0 +1,185 @@
+"""Per image: FID@1k of several recipes at equal numbers of real images shown to D (one script run).
+
+Published curves put StyleGAN2 far ahead of SN-GAN ResNets and DCGANs per image seen (issue 21,
+``../shared/QUALITY-NOTES.md``). This measures it on our CPU and photos: each entry (a preset with
+optional ``+KEY=VALUE`` overrides, as in ``bench/quality.py``) trains on the 64x64 cache of
+``../shared/data/celeba-10k`` until the largest ``--kimg`` mark and is scored:
+
+* the curve: at each mark, 1,000 EMA samples on the selection seeds (1,000,000 and up), FID@1k
+  against ``celeba-10k-stats.npz`` beside the real-data floor (16.43);
+* at the end, the 1,000 images ``facegan sample`` hands in (seeds 0…999) and the copy check;
+* the spread: each entry trained again with seed + 1 up to the middle mark (``--no-spread``: not);
+* the cost: GFLOP per image-step (D on real and fake, G through D; ``torch.utils.flop_counter``)
+  and images per second on this CPU.
+
+Each run's length is its largest mark in kimg, so the presets' learning-rate decays (a fraction
+of the run's length) act over the second half of the largest mark; the curve's earlier points
+come from the same run, which is what "equal images seen" means for a recipe trained once.
+
+    python bench/per_image.py --kimg 50,100,200                      # the default three recipes
+    python bench/per_image.py --kimg 0.064 --tiny --no-score --photos DIR   # dry run: plumbing only
+    python bench/per_image.py --flops                                # GFLOP per image-step only
+
+Per CPU minute instead (60 one-core minutes of StyleGAN2-narrow against the ``cpu`` preset)::
+
+    python bench/quality.py --presets "$(python bench/per_image.py --print-narrow):60,cpu:60" --jobs 2 --repeat 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # runnable without installing
+from _common import PHOTOS, build_cache  # bench/ is on sys.path when run as a script
+
+#: StyleGAN2 at its narrow CPU width (the models' defaults) with the stylegan2 preset's recipe.
+NARROW = "stylegan2+g.channel_base=2048+g.channel_max=256+d.channel_base=2048+d.channel_max=256"
+#: The three recipes the issue compares: StyleGAN2-narrow, the resnet `gpu` recipe, the `cpu` DCGAN.
+DEFAULT_ENTRIES = f"{NARROW},gpu,cpu"
+#: Networks of a dry run, per family (as in bench/gpu_quality.py).
+TINY: dict[str, dict] = {
+    "dcgan": {"g": {"ngf": 8}, "d": {"ndf": 8}},
+    "resnet": {"g": {"ch": 4}, "d": {"ch": 4}},
+    "stylegan2": {"g": {"channel_base": 64, "channel_max": 8, "z_dim": 16, "w_dim": 16},
+                  "d": {"channel_base": 64, "channel_max": 8}},
+}
+
+
+def entry_config(entry: str, **over):
+    """The TrainConfig of ``entry`` (``PRESET[+KEY=VALUE...]``) with ``over`` on top (networks merged)."""
+    from quality import parse_variant
+
+    from facegan.train import TrainConfig
+    from facegan.train.presets import resolve
+
+    name, given = parse_variant(entry)
+    for net in ("g", "d"):
+        if net in over:
+            given[net] = {**given.get(net, {}), **over.pop(net)}
+    return TrainConfig(**resolve(name, {**given, **over}))
+
+
+def gflop_per_image(cfg) -> float:
+    """GFLOP of one training step per real image at ``cfg``'s networks (bench/gpu_quality.py's count)."""
+    import torch
+    from gpu_quality import flop_per_image
+
+    from facegan.models.registry import build
+
+    torch.manual_seed(0)
+    nets = SimpleNamespace(G=build("generator", cfg.arch, cfg.g), D=build("discriminator", cfg.arch, cfg.d))
+    return flop_per_image(cfg, nets) / 1e9
+
+
+def train_curve(entry: str, seed: int, marks: list[float], cache: Path, out: Path, tiny: bool, threads: int | None
+                ) -> dict:
+    """Train ``entry`` to ``max(marks)`` kimg; EMA samples (selection seeds) at each mark, the
+    handed-in seeds at the end."""
+    from facegan.models.sampling import GeneratorSampler, selection_seeds
+    from facegan.sample import load_generator
+    from facegan.train import training_loop
+
+    over: dict = dict(data=str(cache), out=str(out), kimg=max(marks), seed=seed, device="cpu", threads=threads,
+                      progress=False, tick_kimg=max(min(marks) / 50, 0.008), grid_kimg=max(marks), ref=None)
+    if tiny:
+        arch = entry_config(entry, data="x", out="x", kimg=1).arch
+        over.update(TINY.get(arch, {}), batch=16, precision="fp32")
+    cfg = entry_config(entry, **over)
+    todo = sorted(marks)[:-1]
+    snaps: list[tuple[float, np.ndarray]] = []
+
+    def on_tick(progress, generator) -> None:
+        while todo and progress.nimg >= todo[0] * 1000:  # a tick may pass several marks at once
+            todo.pop(0)
+            snaps.append((progress.nimg / 1000, GeneratorSampler(generator())(selection_seeds(1000))))
+
+    t = time.perf_counter()
+    res = training_loop(cfg, on_tick=on_tick)
+    G = load_generator(res.last, "ema")
+    snaps.append((res.nimg / 1000, GeneratorSampler(G)(selection_seeds(1000))))
+    final = GeneratorSampler(G)(list(range(1000)))
+    print(f"  {entry} seed {seed}: {res.nimg / 1000:.1f} kimg in {res.elapsed / 60:.1f} min "
+          f"({res.nimg / max(res.elapsed, 1e-9):.1f} img/s)", flush=True)
+    return {"entry": entry, "seed": seed, "kimg": res.nimg / 1000, "minutes": res.elapsed / 60,
+            "img_per_s": res.nimg / max(res.elapsed, 1e-9), "gflop_per_img": gflop_per_image(cfg),
+            "snaps": snaps, "final": final, "wall_min": (time.perf_counter() - t) / 60}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", default=DEFAULT_ENTRIES,
+                    help=f"comma-separated entries PRESET[+KEY=VALUE...] (default: StyleGAN2-narrow, gpu, cpu: {DEFAULT_ENTRIES})")
+    ap.add_argument("--kimg", default="50,100,200", help="marks in thousands of real images (default 50,100,200)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the main runs (default 0; the spread uses seed + 1)")
+    ap.add_argument("--no-spread", action="store_true", help="skip the second seed up to the middle mark")
+    ap.add_argument("--photos", type=Path, default=PHOTOS)
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "facegan-bench" / "celeba10k-64.npy")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per core)")
+    ap.add_argument("--tiny", action="store_true", help="a few channels per network: a dry run of the plumbing")
+    ap.add_argument("--no-score", action="store_true", help="skip FID and the copy check (dry run without the Inception weights' time)")
+    ap.add_argument("--flops", action="store_true", help="only print GFLOP per image-step of each entry and exit")
+    ap.add_argument("--print-narrow", action="store_true", help="print the StyleGAN2-narrow entry and exit")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = ap.parse_args()
+    if args.print_narrow:
+        print(NARROW)
+        return
+    from quality import split_entries
+
+    entries = split_entries(args.presets)
+    if args.flops:
+        for e in entries:
+            cfg = entry_config(e, data="x", out="x", kimg=1)
+            print(f"{e}: {cfg.arch}, {gflop_per_image(cfg):.2f} GFLOP per image-step", flush=True)
+        return
+    marks = sorted(float(k) for k in args.kimg.split(","))
+    if not marks or marks[0] <= 0:
+        raise SystemExit(f"--kimg {args.kimg!r}: give positive marks, e.g. 50,100,200")
+    from facegan.images import load_uint8_array
+    from facegan.runtime import configure_torch
+    from facegan.train.autotune import cpu_name
+
+    configure_torch("cpu", args.threads)
+    cache = build_cache(args.photos, args.cache)
+    train = np.asarray(load_uint8_array(cache))
+    root = Path(tempfile.mkdtemp(prefix="facegan-per-image-"))
+    print(f"{cpu_name()}; marks {', '.join(f'{m:g}' for m in marks)} kimg; runs in {root}", flush=True)
+    jobs = [(e, args.seed, marks) for e in entries]
+    if not args.no_spread:
+        middle = marks[len(marks) // 2]
+        jobs += [(e, args.seed + 1, [middle]) for e in entries]
+    runs = [train_curve(e, sd, m, cache, root / f"{i}-s{sd}", args.tiny, args.threads) for i, (e, sd, m) in enumerate(jobs)]
+
+    scorer = None
+    if not args.no_score:
+        from _scoring import Scorer
+
+        scorer = Scorer()
+    from _scoring import FLOOR_1K, copy_check
+
+    rows = []
+    for r in runs:
+        fid = (lambda x: scorer.fid(x)) if scorer else (lambda x: float("nan"))
+        rows.append({k: v for k, v in r.items() if k not in ("snaps", "final")} | {
+            "curve": [(k, fid(x)) for k, x in r["snaps"]], "fid_final": fid(r["final"]),
+            "copy": copy_check(r["final"], train) if scorer else None})
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    print(f"\n| entry | seed | GFLOP/img-step | img/s | minutes | curve (kimg: FID@1k, seeds 1M+; floor {FLOOR_1K}) "
+          "| FID@1k seeds 0-999 at the end |\n|---|---:|---:|---:|---:|---|---:|")
+    for r in rows:
+        curve = "; ".join(f"{k:g}: {f:.1f}" for k, f in r["curve"])
+        print(f"| {r['entry']} | {r['seed']} | {r['gflop_per_img']:.2f} | {r['img_per_s']:.1f} | {r['minutes']:.1f} | "
+              f"{curve} | {r['fid_final']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
