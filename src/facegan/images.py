@@ -77,12 +77,15 @@ class ImageSource:
         kind: ``"folder"``, ``"zip"`` or ``"tar"``.
         names: image names relative to ``path`` (POSIX separators), sorted.
         skipped: ``(name, reason)`` for entries that are not images or cannot be read safely.
+        hidden: names starting with ``.`` left out of a folder without a reason (``.DS_Store``,
+            editor swap files; a hidden folder as ``name/``), for callers that want to say so.
     """
 
     path: Path
     kind: str
     names: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)
     _handle: object = field(default=None, repr=False, compare=False)
     _order: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
     """Tar only: each name's position among the members (the last one of a repeated name)."""
@@ -280,7 +283,7 @@ def _list_folder(path: Path) -> ImageSource:
     200,000 photos stays fast); only links and special files are looked at more closely. Links to
     folders are not followed (a loop could never end), and say so.
     """
-    names, skipped = [], []
+    names, skipped, hidden = [], [], []
     todo = [path]
     while todo:
         folder = todo.pop()
@@ -293,9 +296,10 @@ def _list_folder(path: Path) -> ImageSource:
             continue
         subfolders = []
         for e in entries:
-            if e.name.startswith("."):
-                continue  # .DS_Store, editor swap files: not worth reporting
             rel = Path(e.path).relative_to(path).as_posix()
+            if e.name.startswith("."):  # .DS_Store, editor swap files: not images, listed apart
+                hidden.append(rel + ("/" if e.is_dir(follow_symlinks=False) else ""))
+                continue
             if e.is_dir(follow_symlinks=False):
                 subfolders.append(e.path)
                 continue
@@ -313,7 +317,7 @@ def _list_folder(path: Path) -> ImageSource:
             else:
                 skipped.append((rel, "not an image file"))
         todo.extend(reversed(subfolders))
-    return ImageSource(path, "folder", sorted(names), sorted(skipped))
+    return ImageSource(path, "folder", sorted(names), sorted(skipped), sorted(hidden))
 
 
 def _list_zip(path: Path) -> ImageSource:
