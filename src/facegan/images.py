@@ -407,13 +407,18 @@ def load_uint8_array(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS
     Only a regular file is opened (a FIFO would block, a device never end), and images over
     ``max_pixels`` are refused before any is read: batches copy whole images off the map.
     """
+    from facegan.safeload import library_reason, npy_header
+
     path = Path(path)
     if path.exists() and not path.is_file():
         raise FaceganError(f"{path}: {_not_regular(str(path))}")
+    if path.is_file():  # the header checked against the file first: a short file is not mapped
+        shape, _ = npy_header(path)
+        _refuse_sparse(path, int(np.prod(shape, dtype=object)))
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise FaceganError(f"{path}: not a readable .npy array ({exc})") from exc
+    except (OSError, ValueError) as exc:  # never NumPy's own words: they advise allow_pickle=True
+        raise FaceganError(f"{path}: not a readable .npy array ({library_reason(exc)})") from None
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
         raise FaceganError(
             f"{path}: expected a uint8 array of shape (N, H, W, 3), got {arr.dtype} {arr.shape}"
@@ -422,6 +427,23 @@ def load_uint8_array(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS
         raise FaceganError(f"{path}: images of {arr.shape[2]}x{arr.shape[1]}, over the "
                            f"{max_pixels:,}-pixel limit per image")
     return arr
+
+
+#: A cache this large whose bytes are mostly not on disk is refused (see :func:`_refuse_sparse`).
+SPARSE_MIN_BYTES = 64 * 1024 * 1024
+
+
+def _refuse_sparse(path: Path, nbytes: int) -> None:
+    """Refuse a large ``.npy`` whose data is mostly holes: ``prepare`` writes every byte, and a
+    sparse file declaring 3,000,000 images would have training allocate 37 GB of zeros."""
+    st = path.stat()
+    blocks = getattr(st, "st_blocks", None)
+    if blocks is None or nbytes < SPARSE_MIN_BYTES:
+        return
+    on_disk = blocks * 512
+    if on_disk * 4 < nbytes:
+        raise FaceganError(f"{path}: declares {nbytes:,} bytes of images but only {on_disk:,} are on disk "
+                           "(a sparse file, not a cache written by 'facegan prepare'); refused")
 
 
 def save_png(image: np.ndarray, path: str | os.PathLike) -> None:
