@@ -94,7 +94,10 @@ def _npy_member_header(f, path: Path, key: str) -> tuple[tuple[int, ...], np.dty
     fmt = np.lib.format
     try:
         version = fmt.read_magic(f)
-        shape, fortran, dtype = fmt._read_array_header(f, version, max_header_size=10_000)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"format version {version}")
+        reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = reader(f, max_header_size=10_000)
     except Exception as exc:
         raise FaceganError(f"{path}: {key!r} is not a readable array ({library_reason(exc)})") from None
     if dtype.hasobject:

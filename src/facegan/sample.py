@@ -26,7 +26,7 @@ def load_generator(
     ``which="ema"`` takes the moving-average weights (with the BatchNorm statistics that were
     re-estimated for them when the checkpoint was written); ``"g"`` the raw generator.
     """
-    from facegan.train.checkpoint import build_generator, load
+    from facegan.train.checkpoint import build_generator, check_finite, load
 
     state = load(ckpt)
     key = {"ema": "G_ema", "g": "G"}.get(which)
@@ -37,7 +37,8 @@ def load_generator(
             other = "ema" if which == "g" else "g"
             raise FaceganError(f"{state['path']}: an exported file holding only one generator; use --which {other}")
         raise FaceganError(f"{state['path']}: has no EMA generator (trained with --no-ema); use --which g")
-    generator = build_generator(state["config"])  # only G: sampling never builds D
+    check_finite(state[key], state["path"])  # NaN weights would sample blank images without a word
+    generator = build_generator(state["config"])  # only G: sampling never builds D (shapes checked by load)
     generator.load_state_dict(state[key])
     return generator.to(device).eval()
 
