@@ -155,3 +155,20 @@ def test_export_never_writes_over_a_training_checkpoint(run, tmp_path, capsys):
     assert main(["export", str(last), "-o", str(tmp_path / "g.pt")]) == 0
     assert main(["export", str(last), "-o", str(tmp_path / "g.pt")]) == 0  # an export may be replaced
     capsys.readouterr()
+
+
+def test_a_write_failing_inside_torch_save_is_one_line_and_keeps_the_last_checkpoint(run, tmp_path, monkeypatch):
+    """On a full disk torch's zip writer raises RuntimeError('[enforce fail at inline_container.cc:672] .
+    unexpected pos 576 vs 534') (seen on a 1 MB tmpfs); it becomes a WriteError naming the file."""
+    target = tmp_path / "last.pt"
+    shutil.copy(run / "last.pt", target)
+    before = target.read_bytes()
+
+    def failing_save(obj, f):
+        f.write(b"PK\3\4partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    monkeypatch.setattr(checkpoint.torch, "save", failing_save)
+    with pytest.raises(FaceganError, match=f"{target}: cannot write it: the checkpoint could not be written"):
+        checkpoint.save_atomic({"x": 1}, target)
+    assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.pt"]

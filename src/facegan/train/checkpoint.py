@@ -71,9 +71,12 @@ def save_atomic(state: dict[str, Any], path: str | os.PathLike) -> Path:
     def write(f) -> None:
         try:
             torch.save(state, f)
-        except RuntimeError as exc:  # torch's zip writer reports a full disk as a RuntimeError
-            raise OSError(errno.ENOSPC if "space" in str(exc).lower() or "write" in str(exc).lower() else errno.EIO,
-                          "the checkpoint could not be written (disk full?)") from None
+        except RuntimeError:  # torch's zip writer reports a full disk as "unexpected pos 576 vs 534"
+            import shutil
+
+            full = shutil.disk_usage(Path(path).parent).free < 64 * 1024 * 1024
+            raise OSError(errno.ENOSPC if full else errno.EIO, "No space left on device" if full else
+                          "the checkpoint could not be written") from None
 
     return atomic_write(path, write, fsync=True)
 
