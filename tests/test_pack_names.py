@@ -47,7 +47,7 @@ def _targz(path: Path, files: list[tuple[str, bytes]]) -> Path:
     ("20250001/a\x00b.png", "control character U+0000"),
     ("20250001/CON.png", "'CON.png' is a reserved device name on Windows"),
     ("20250001/com1.png", "reserved device name"),
-    ("20250001/a:b.png", "':', which Windows cannot extract"),
+    ("20250001/a:b.png", "a name holding ':' (extracted on Windows"),
     ("20250001/" + "d/" * 10_000 + "x.png", "a name of 20,014 characters"),
     ("/".join(["d"] * (MAX_NAME_DEPTH + 1)) + "/x.png", f"10 folders deep (at most {MAX_NAME_DEPTH})"),
     (b"20250001/caf\xe9.png".decode("utf-8", "surrogateescape"), "not valid UTF-8"),

@@ -105,14 +105,20 @@ def _npy_member_header(f, path: Path, key: str) -> tuple[tuple[int, ...], np.dty
     return tuple(shape), dtype, fortran
 
 
+#: The most bytes :func:`npz_arrays` reads for one key unless told otherwise.
+NPZ_KEY_BYTES = 1 << 20
+
+
 def npz_arrays(path: str | os.PathLike, keys: dict[str, Callable[[tuple[int, ...]], str | None]],
-               optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+               optional: tuple[str, ...] = (), max_bytes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """The arrays ``keys`` of the ``.npz`` at ``path``, each checked before it is read.
 
-    ``keys`` maps a key to a function of the stored shape returning why that shape is wrong (or
-    ``None``); the member must also hold exactly ``prod(shape) * itemsize`` bytes of data.
-    ``optional`` keys may be missing. Raises :class:`FaceganError` naming the file and the key.
+    ``keys`` maps a key to a function of the stored shape returning why that shape is wrong (a
+    message naming the key, shown after the path) or ``None``; the member must also hold exactly ``prod(shape) * itemsize`` bytes of data, and at
+    most ``max_bytes[key]`` (default :data:`NPZ_KEY_BYTES`). ``optional`` keys may be missing;
+    other keys are never read. Raises :class:`FaceganError` naming the file and the key.
     """
+    limits = max_bytes or {}
     path = Path(path)
     out: dict[str, np.ndarray] = {}
     try:
@@ -126,14 +132,19 @@ def npz_arrays(path: str | os.PathLike, keys: dict[str, Callable[[tuple[int, ...
             if info is None:
                 if key in optional:
                     continue
-                raise FaceganError(f"{path}: has no {key!r} array")
+                have = sorted(n.removesuffix(".npy") for n in members)[:10]
+                raise FaceganError(f"{path}: missing {key} (has {', '.join(have) or 'nothing'})")
             try:
                 with zf.open(info) as f:
                     shape, dtype, fortran = _npy_member_header(f, path, key)
                     why = shape_problem(shape)
                     if why:
-                        raise FaceganError(f"{path}: {key!r} has shape {shape}: {why}")
+                        raise FaceganError(f"{path}: {why}")
                     nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                    cap = limits.get(key, NPZ_KEY_BYTES)
+                    if nbytes > cap:
+                        raise FaceganError(f"{path}: {key!r} declares {nbytes:,} bytes (shape {shape}), more "
+                                           f"than it can need ({cap:,}); refused unread")
                     data_bytes = info.file_size - f.tell()
                     if nbytes != data_bytes:
                         raise FaceganError(f"{path}: {key!r} declares {nbytes:,} bytes of data but holds "
