@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import stat
 from collections import defaultdict
@@ -105,6 +106,23 @@ class GradeResult:
     """The sample grid's path relative to the results folder."""
     pixel_hashes: list[str] = field(default_factory=list, repr=False)
     """Short hashes of each image's pixels (to find images shared between submissions)."""
+
+
+def _sane_cached(r: GradeResult) -> bool:
+    """Whether a result read back from the cache has the types grading writes (the cache is
+    read back as untrusted: ``fid: "abc"`` would break the ranking)."""
+    def number(x, kind=(int, float)):
+        return isinstance(x, kind) and not isinstance(x, bool) and math.isfinite(x)
+
+    def texts(x):
+        return isinstance(x, list) and all(isinstance(v, str) for v in x)
+
+    return (r.status in ("scored", "rejected", "ignored") and number(r.n, int) and r.n >= 0
+            and (r.fid is None or number(r.fid)) and (r.status != "scored" or r.fid is not None)
+            and (r.copies is None or number(r.copies, int)) and (r.rank is None or number(r.rank, int))
+            and all(isinstance(x, str) for x in (r.student, r.entry, r.archive, r.sha256, r.verdict))
+            and (r.grid is None or isinstance(r.grid, str))
+            and all(texts(x) for x in (r.copy_examples, r.problems, r.warnings, r.pixel_hashes)))
 
 
 def classify(path: Path) -> Entry:
@@ -242,8 +260,8 @@ class Grader:
                 return None
             result = GradeResult(**saved["result"])
             json.dumps(asdict(result), ensure_ascii=False).encode("utf-8")  # no unprintable leftovers
-            return result
-        except (OSError, ValueError, TypeError, KeyError, UnicodeError):
+            return result if _sane_cached(result) else None  # a damaged entry is graded again
+        except (OSError, ValueError, TypeError, KeyError, UnicodeError, AttributeError):
             return None  # missing, torn or from another version: grade again
 
     def grade_one(self, entry: Entry | Path) -> GradeResult:
