@@ -46,7 +46,7 @@ from typing import IO, Iterable, Literal
 import numpy as np
 
 from facegan.errors import BadImageError, FaceganError
-from facegan.fileio import atomic_write, check_output_file
+from facegan.fileio import atomic_write, check_output_file, clean_stale_temps
 from facegan.images import decode_image, is_image_name, open_regular, open_source
 from facegan.safetar import ArchiveError, TarLimits, iter_tar
 from facegan.safetext import shown
@@ -444,9 +444,14 @@ def pack(samples_dir: str | os.PathLike, out: str | os.PathLike, *, count: int =
     out = Path(out)
     folder, warning = student_archive_name(out)
     check_output_file(out, what="archive")
+    # a pack killed mid-write (SIGKILL) left its temporary file beside the archive: sweep it
+    swept = clean_stale_temps(out.parent, out.name)
     files, warnings = _read_samples(samples_dir, count, size)
     if warning:
         warnings.insert(0, warning)
+    if swept:
+        warnings.append(f"removed {len(swept)} temporary file(s) of an earlier pack that was killed "
+                        f"({', '.join(shown(p.name) for p in swept[:3])})")
     prefix = folder if layout == "folder" else ""
     names = sorted(files)
     data = _tar_bytes(((n, files[n]) for n in names), prefix)

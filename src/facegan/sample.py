@@ -93,6 +93,16 @@ def sample_to_folder(
             raise FaceganError(f"{out}: holds other images ({others[0]} ...) that are not part of these samples; "
                                "remove them or use an empty folder")
     generator = load_generator(ckpt, which, device)
-    seeds = list(range(first_seed, first_seed + n))
-    images = generate(generator, seeds, batch_size=batch_size, device=device, progress=progress)
-    return write_pngs(images, out, first_seed, digits)
+    from tqdm.auto import tqdm
+
+    from facegan.models.sampling import GeneratorSampler
+
+    # Written batch by batch, so memory does not grow with n (-n 100000 held 1.2 GB of pixels twice).
+    sampler = GeneratorSampler(generator, device=device, batch_size=batch_size)
+    paths: list[Path] = []
+    with tqdm(total=n, desc="sample", unit="img", disable=None if progress else True) as bar:
+        for start in range(first_seed, first_seed + n, batch_size):
+            seeds = list(range(start, min(start + batch_size, first_seed + n)))
+            paths += write_pngs(sampler(seeds), out, start, digits)
+            bar.update(len(seeds))
+    return paths
