@@ -350,7 +350,9 @@ def load_reference(path: Path, dims: int = FEATURE_DIMS):
     except FaceganError:
         raise
     except (ValueError, TypeError, KeyError, OSError) as exc:  # e.g. a malformed floor record
-        raise FaceganError(f"{path}: not usable as the reference ({type(exc).__name__}: {exc})") from None
+        from facegan.safeload import library_reason
+
+        raise FaceganError(f"{path}: not usable as the reference ({library_reason(exc)})") from None
 
 
 def flag_shared(results: list[GradeResult]) -> None:
