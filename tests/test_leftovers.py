@@ -96,3 +96,22 @@ def test_sampling_memory_does_not_grow_with_n(tmp_path, monkeypatch):
 
     last = np.asarray(Image.open(tmp_path / "s200" / "0199.png"))
     assert np.array_equal(last, generate(g, [199])[0])  # the same image as one batch would give
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_named_on_grades_command_line_is_an_error_before_anything_is_scored(tmp_path, capsys):
+    """Decided: an argument the grader typed that cannot be graded (a FIFO, a non-archive) is exit
+    2 naming it; inside a submissions folder the same entry stays an 'ignored' row."""
+    from gradekit import StandIn, images, reference, submission
+
+    ref = reference(tmp_path / "ref.npz", StandIn(), images(100, 40))
+    good = submission(tmp_path / "20250001.tar.gz", images(1, 8))
+    os.mkfifo(tmp_path / "20250002.tar.gz")
+    (tmp_path / "notes.txt").write_text("x")
+    out = tmp_path / "r"
+    assert main(["grade", str(good), str(tmp_path / "20250002.tar.gz"), str(tmp_path / "notes.txt"),
+                 "--ref", str(ref), "-o", str(out), "--count", "8", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot grade what was named:" in err and "20250002.tar.gz (a FIFO (named pipe), not a regular file)" in err
+    assert "notes.txt (" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # refused before anything was scored or written

@@ -161,9 +161,13 @@ def classify(path: Path) -> Entry:
 
 def list_submissions(paths: Iterable[str | os.PathLike]) -> list[Entry]:
     """Every entry of the folders in ``paths`` (sorted), and the files named; a path that does not
-    exist at all is an error."""
+    exist at all is an error, and so is a file named on the command line that cannot be graded
+    at all (a FIFO, a device, a dangling link, a file that is no archive): what a folder happens
+    to hold is reported as an ignored row, but an argument the grader typed is a mistake to say
+    before anything is scored, not a row to overlook in a results page."""
     entries: list[Entry] = []
     missing: list[str] = []
+    unusable: list[str] = []
     for p in map(Path, paths):
         if p.is_dir():
             try:
@@ -172,11 +176,17 @@ def list_submissions(paths: Iterable[str | os.PathLike]) -> list[Entry]:
                 raise FaceganError(f"{p}: cannot list the submissions folder ({exc.strerror})") from None
             entries += [classify(p / n) for n in names]
         elif os.path.lexists(p):
-            entries.append(classify(p))
+            entry = classify(p)
+            if entry.action == "ignore":
+                unusable.append(f"{shown(p)} ({entry.reason})")
+            entries.append(entry)
         else:
             missing.append(str(p))
     if missing:
         raise FaceganError(f"no such submission file or folder: {', '.join(missing)}")
+    if unusable:
+        raise FaceganError(f"cannot grade what was named: {'; '.join(unusable[:5])}"
+                           + (f"; and {len(unusable) - 5} more" if len(unusable) > 5 else ""))
     if not entries:
         raise FaceganError("no submissions found (give .tar.gz files or folders holding them)")
     seen: set[str] = set()
