@@ -115,3 +115,61 @@ def test_a_fifo_named_on_grades_command_line_is_an_error_before_anything_is_scor
     assert "cannot grade what was named:" in err and "20250002.tar.gz (a FIFO (named pipe), not a regular file)" in err
     assert "notes.txt (" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists()  # refused before anything was scored or written
+
+
+def test_empty_gzip_members_cannot_outrun_the_time_cap():
+    """400,000 empty gzip members before a good archive: gzip reads them all inside one read,
+    where the walk's own checks never ran. With the cap already past, the walk must stop after
+    reading a small part of the file (not all 8 MB first)."""
+    import gzip
+    import tarfile
+    import time
+
+    from facegan.safetar import ArchiveError, TarLimits, iter_tar
+
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w") as tf:
+        info = tarfile.TarInfo("a.png")
+        info.size = 3
+        tf.addfile(info, io.BytesIO(b"abc"))
+    data = gzip.compress(b"", mtime=0) * 400_000 + gzip.compress(inner.getvalue(), mtime=0)
+
+    class Counting(io.BytesIO):
+        consumed = 0
+
+        def read(self, n=-1):
+            out = super().read(n)
+            Counting.consumed += len(out)
+            return out
+
+    assert [e.name for e in iter_tar(io.BytesIO(data), "ok")] == ["a.png"]  # readable without a cap
+    with pytest.raises(ArchiveError, match=r"x.tar.gz: reading took more than 60 s \(the time cap\)"):
+        list(iter_tar(Counting(data), "x.tar.gz", TarLimits(deadline=time.monotonic() - 1, seconds=60)))
+    assert Counting.consumed < len(data) // 8
+
+
+def test_prepare_never_spools_members_no_image_needs(tmp_path):
+    """40 members of 60 MiB each in a 3 MB .tar.gz were copied to disk (2.4 GB) before any was
+    decoded; now a large member is copied only if its header is an image's that can need its size."""
+    import tarfile
+
+    from facegan.data.spool import spool_tar
+
+    good = io.BytesIO()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(good, "PNG")
+    padded = good.getvalue() + bytes(4 << 20)  # a real PNG header, 4 MiB of padding after it
+    path = tmp_path / "photos.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in [("a.png", good.getvalue()), ("zeros.jpg", bytes(8 << 20)), ("padded.png", padded)]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    assert path.stat().st_size < 1 << 20
+    spool = spool_tar(open_source(path), tmp_path / "blob")
+    assert (tmp_path / "blob").stat().st_size == len(good.getvalue())  # only the real image was copied
+    assert spool.read_bytes("a.png") == good.getvalue()
+    with pytest.raises(BadImageError, match="zeros.jpg: cannot be read \\(not an image"):
+        spool.read_bytes("zeros.jpg")
+    with pytest.raises(BadImageError, match=r"padded.png: cannot be read \(4,194,[0-9,]+ bytes for a 64x64 image"):
+        spool.read_bytes("padded.png")
+    spool.remove()

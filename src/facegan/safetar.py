@@ -125,10 +125,36 @@ def _padding(size: int) -> int:
     return -size % BLOCK
 
 
-def open_decompressed(raw: IO[bytes], where: str) -> IO[bytes]:
-    """``raw``'s bytes decompressed as its magic bytes say (gzip, bzip2, xz), or as they are."""
+class _TimedRaw:
+    """``raw`` with the deadline checked on every read. A decompressor may read much without
+    returning a byte: 8,000,000 empty gzip members are all read inside one ``read`` of
+    :class:`gzip.GzipFile` (109 s), where the walk's own checks never run."""
+
+    def __init__(self, raw: IO[bytes], where: str, limits: TarLimits):
+        self.raw, self.where, self.limits = raw, where, limits
+
+    def read(self, n: int = -1) -> bytes:
+        if self.limits.deadline is not None and time.monotonic() > self.limits.deadline:
+            raise ArchiveError(f"{self.where}: reading took more than {self.limits.seconds or 0:g} s "
+                               "(the time cap); refused")
+        return self.raw.read(n)
+
+    def seek(self, *args) -> int:
+        return self.raw.seek(*args)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+
+def open_decompressed(raw: IO[bytes], where: str, limits: TarLimits | None = None) -> IO[bytes]:
+    """``raw``'s bytes decompressed as its magic bytes say (gzip, bzip2, xz), or as they are.
+
+    With a deadline in ``limits``, the compressed bytes are read through a check of it.
+    """
     head = raw.read(6)
     raw.seek(0)
+    if head[:2] in (b"\x1f\x8b", b"BZ", b"\xfd7") and limits is not None and limits.deadline is not None:
+        raw = _TimedRaw(raw, where, limits)  # type: ignore[assignment]
     if head[:2] == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=raw, mode="rb")
     if head[:3] == b"BZh":
@@ -237,7 +263,7 @@ def iter_tar(raw: IO[bytes], where: str, limits: TarLimits | None = None) -> Ite
     corrupt, truncated, holds a sparse member or goes past ``limits`` (see the module docstring).
     """
     limits = limits or TarLimits()
-    walk = _Walk(open_decompressed(raw, where), where, limits)
+    walk = _Walk(open_decompressed(raw, where, limits), where, limits)
     pending: dict[str, bytes | str] = {}  # pax / GNU long-name values for the next member
     seen_ext: set[bytes] = set()  # the kinds of extended header read for the next member
     index = 0
