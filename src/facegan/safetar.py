@@ -60,10 +60,10 @@ _PAX_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
 #: that a reader may or may not honour) could make two readers see two archives.
 PAX_KEYS = frozenset({"path", "linkpath", "size", "mtime", "atime", "ctime", "uid", "gid", "uname",
                       "gname", "comment"})
-#: Key prefixes allowed too: extended attributes and inode data that macOS's and Linux's tar
-#: write (``SCHILY.xattr.com.apple.quarantine``...); no reader takes a name or a size from them.
-PAX_KEY_PREFIXES = ("SCHILY.xattr.", "LIBARCHIVE.xattr.", "SCHILY.dev", "SCHILY.ino", "SCHILY.nlink",
-                    "SCHILY.fflags", "LIBARCHIVE.creationtime")
+#: Key prefixes allowed too: extended attributes, ACLs and inode data that macOS's and Linux's
+#: tar write (``SCHILY.xattr.com.apple.quarantine``...); no reader takes a name or a size from them.
+PAX_KEY_PREFIXES = ("SCHILY.xattr.", "LIBARCHIVE.xattr.", "SCHILY.acl.", "LIBARCHIVE.acl.", "SCHILY.dev",
+                    "SCHILY.ino", "SCHILY.nlink", "SCHILY.fflags", "LIBARCHIVE.creationtime")
 #: The only key allowed in a global header (``git archive`` writes the commit there).
 GLOBAL_PAX_KEYS = frozenset({"comment"})
 _GNU_LONG = {tarfile.GNUTYPE_LONGNAME: "path", tarfile.GNUTYPE_LONGLINK: "linkpath"}
