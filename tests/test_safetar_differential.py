@@ -161,3 +161,14 @@ def test_what_tools_write_reads_the_same_everywhere(tmp_path):
     want = [f"20250001/{i:04d}.png" for i in range(N)]
     assert _facegan_names(git) == _tarfile_names(git) == _gnu_names(git) == want
     assert main(["pack", "--verify", str(git), "--count", str(N)]) == 0
+
+
+def test_macos_extended_attributes_are_accepted(tmp_path):
+    """bsdtar on macOS writes quarantine attributes and creation times as pax keys: no reader takes
+    a name or a size from them."""
+    keys = {"SCHILY.xattr.com.apple.quarantine": "0081;5f1e;Safari;", "LIBARCHIVE.creationtime": "1700000000",
+            "mtime": "1700000000.5"}
+    path = _write(tmp_path / "20250001.tar.gz", *[_member(f"20250001/{i:04d}.png", _png(i), before=_pax(keys))
+                                                  for i in range(N)])
+    want = [f"20250001/{i:04d}.png" for i in range(N)]
+    assert _facegan_names(path) == _tarfile_names(path) == _gnu_names(path) == want
