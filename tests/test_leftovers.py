@@ -173,3 +173,35 @@ def test_prepare_never_spools_members_no_image_needs(tmp_path):
     with pytest.raises(BadImageError, match=r"padded.png: cannot be read \(4,194,[0-9,]+ bytes for a 64x64 image"):
         spool.read_bytes("padded.png")
     spool.remove()
+
+
+@pytest.mark.parametrize("suffix", [".tar.gz", ".zip"])
+def test_an_image_archive_of_mostly_junk_members_is_refused_while_listing(tmp_path, monkeypatch, suffix):
+    """2,000,000 members that cannot be images kept fid listing for minutes; past
+    MAX_JUNK_MEMBERS (here lowered to 50) the listing stops naming the archive."""
+    import tarfile
+
+    from facegan import images as images_mod
+    from facegan.errors import FaceganError
+
+    monkeypatch.setattr(images_mod, "MAX_JUNK_MEMBERS", 50)
+    good = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(good, "PNG")
+
+    def build(path, junk):
+        files = [(f"img{i}.png", good.getvalue()) for i in range(3)] + [(f"j{i}.png", b"") for i in range(junk)]
+        if suffix == ".zip":
+            with zipfile.ZipFile(path, "w") as zf:
+                for name, data in files:
+                    zf.writestr(name, data)
+        else:
+            with tarfile.open(path, "w:gz") as tf:
+                for name, data in files:
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+        return path
+
+    assert len(open_source(build(tmp_path / f"ok{suffix}", 50))) == 53  # at the limit: listed
+    with pytest.raises(FaceganError, match=f"bad{suffix}: more than 50 members that cannot be images"):
+        open_source(build(tmp_path / f"bad{suffix}", 51))
