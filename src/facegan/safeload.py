@@ -19,10 +19,12 @@ never passed on as they are: PyTorch's and NumPy's suggest ``weights_only=False`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -73,8 +75,6 @@ def torch_load(path: Path, allow: list[Any] | None = None) -> Any:
     (a hostile file asks for a global; a damaged one does not); anything else becomes "not a
     readable checkpoint" without PyTorch's text.
     """
-    import contextlib
-
     import torch
 
     check_torch_zip(path)
@@ -153,19 +153,13 @@ def npz_arrays(path: str | os.PathLike, keys: dict[str, Callable[[tuple[int, ...
                     buf = f.read(nbytes)
             except FaceganError:
                 raise
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib_error()) as exc:
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
                 raise FaceganError(f"{path}: {key!r} cannot be read ({library_reason(exc)})") from None
             if len(buf) != nbytes:
                 raise FaceganError(f"{path}: {key!r} is truncated")
             arr = np.frombuffer(buf, dtype=dtype)
             out[key] = arr.reshape(shape, order="F" if fortran else "C").copy()
     return out
-
-
-def zlib_error() -> type:
-    import zlib
-
-    return zlib.error
 
 
 def npy_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
