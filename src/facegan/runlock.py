@@ -9,8 +9,8 @@ is recognised — same host, and no live process with that pid *and* that start 
 by another program does not count) — and taken over with a message. A lock taken on another host
 cannot be checked from here: the message names the host and the file to remove.
 
-Taking over a stale lock is serialised by a short :func:`fcntl.flock` on a guard file, so two
-processes that both find the same stale lock cannot both win.
+Taking over a stale lock is serialised by a short :func:`fcntl.flock` on the folder itself, so
+two processes that both find the same stale lock cannot both win.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from typing import Iterator
 from facegan.errors import FaceganError
 
 LOCK_NAME = ".facegan-lock"
-_GUARD_NAME = ".facegan-lock.guard"
 
 
 def _start_time(pid: int) -> str | None:
@@ -126,8 +125,9 @@ def run_lock(folder: str | os.PathLike, enabled: bool = True, say=None) -> Itera
 def _take_over_if_stale(folder: Path, lock: Path, record: dict, say) -> None:
     import fcntl
 
-    with open(folder / _GUARD_NAME, "a") as guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)  # one taker at a time; released when the file closes
+    guard = os.open(folder, os.O_RDONLY)  # the folder itself: no guard file left behind
+    try:
+        fcntl.flock(guard, fcntl.LOCK_EX)  # one taker at a time; released when it is closed
         holder = _holder(lock)
         if not holder and lock.exists() and time.time() - lock.stat().st_mtime < 5:
             time.sleep(0.2)  # being written by its owner this very moment
@@ -144,3 +144,5 @@ def _take_over_if_stale(folder: Path, lock: Path, record: dict, say) -> None:
             say(f"facegan: {folder}: took over the lock of a process that is gone ({describe(holder)})")
         if not _create(lock, record):
             raise FaceganError(f"{folder}: in use by another facegan process ({describe(_holder(lock))})")
+    finally:
+        os.close(guard)
