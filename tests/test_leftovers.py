@@ -205,3 +205,15 @@ def test_an_image_archive_of_mostly_junk_members_is_refused_while_listing(tmp_pa
     assert len(open_source(build(tmp_path / f"ok{suffix}", 50))) == 53  # at the limit: listed
     with pytest.raises(FaceganError, match=f"bad{suffix}: more than 50 members that cannot be images"):
         open_source(build(tmp_path / f"bad{suffix}", 51))
+
+
+def test_other_students_archives_beside_the_new_one_are_found(tmp_path):
+    """``facegan run --student B`` after a run with --student A names A's archive (the pipeline
+    logs each one as a warning) instead of leaving it there unannounced."""
+    from facegan.pack import other_archives
+
+    for name in ("20250001.tar.gz", "20250002.tar.gz", "old.TGZ", ".hidden.tar.gz", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "dir.tar.gz").mkdir()
+    assert [p.name for p in other_archives(tmp_path / "20250002.tar.gz")] == ["20250001.tar.gz", "old.TGZ"]
+    assert other_archives(tmp_path / "missing" / "x.tar.gz") == []

@@ -460,3 +460,16 @@ def pack(samples_dir: str | os.PathLike, out: str | os.PathLike, *, count: int =
     _raise_problems(f"{out} (not written)", check.problems)
     atomic_write(out, lambda f: f.write(data), fsync=True)
     return PackReport(out, len(check.names), len(data), check.prefix, check.names, warnings + check.warnings)
+
+
+def other_archives(archive: str | os.PathLike) -> list[Path]:
+    """Other submission archives (``*.tar.gz``/``*.tgz``) beside ``archive``, sorted: what an
+    earlier run with another ``--student`` left there (``facegan run`` names them to the user:
+    handing in the wrong one would be easy). They are not removed: they may be someone's work."""
+    archive = Path(archive)
+    try:
+        entries = sorted(archive.parent.iterdir())
+    except OSError:
+        return []
+    return [p for p in entries if p.name != archive.name and p.name.lower().endswith((".tar.gz", ".tgz"))
+            and not p.name.startswith(".") and p.is_file()]
