@@ -153,7 +153,8 @@ def test_atomic_save_keeps_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         checkpoint.save_atomic({"format": checkpoint.FORMAT, "v": 2}, path)
     monkeypatch.undo()
-    assert checkpoint.load(path)["v"] == 1
+    # the old bytes are intact (a toy state: checkpoint.load would refuse it for having no networks)
+    assert torch.load(path, weights_only=True)["v"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary left behind
 
 

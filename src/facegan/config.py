@@ -76,7 +76,13 @@ def _argument_kwargs(cls: type, f: dataclasses.Field, tp: Any, optional: bool, h
         raise TypeError(f"{cls.__name__}.{f.name}: unsupported type {tp!r} for a CLI option")
     if optional:
         base = kw["type"]
-        kw["type"] = lambda s, base=base: None if s.lower() == "none" else base(s)
+
+        def or_none(s: str, base=base):
+            return None if s.lower() == "none" else base(s)
+
+        # argparse names the type in its error ("invalid <lambda> value" for a lambda)
+        or_none.__name__ = {int: "whole number", float: "number"}.get(base, base.__name__) + " (or none)"
+        kw["type"] = or_none
     return kw
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import stat
 import sys
@@ -117,6 +118,23 @@ class GradeResult:
     """Short hashes of each image's pixels (to find images shared between submissions)."""
 
 
+def _sane_cached(r: GradeResult) -> bool:
+    """Whether a result read back from the cache has the types grading writes (the cache is
+    read back as untrusted: ``fid: "abc"`` would break the ranking)."""
+    def number(x, kind=(int, float)):
+        return isinstance(x, kind) and not isinstance(x, bool) and math.isfinite(x)
+
+    def texts(x):
+        return isinstance(x, list) and all(isinstance(v, str) for v in x)
+
+    return (r.status in ("scored", "rejected", "ignored") and number(r.n, int) and r.n >= 0
+            and (r.fid is None or number(r.fid)) and (r.status != "scored" or r.fid is not None)
+            and (r.copies is None or number(r.copies, int)) and (r.rank is None or number(r.rank, int))
+            and all(isinstance(x, str) for x in (r.student, r.entry, r.archive, r.sha256, r.verdict))
+            and (r.grid is None or isinstance(r.grid, str))
+            and all(texts(x) for x in (r.copy_examples, r.problems, r.warnings, r.pixel_hashes)))
+
+
 def classify(path: Path) -> Entry:
     """What to do with ``path``, decided from its name and type without opening it."""
     name = path.name
@@ -153,9 +171,13 @@ def classify(path: Path) -> Entry:
 
 def list_submissions(paths: Iterable[str | os.PathLike]) -> list[Entry]:
     """Every entry of the folders in ``paths`` (sorted), and the files named; a path that does not
-    exist at all is an error."""
+    exist at all is an error, and so is a file named on the command line that cannot be graded
+    at all (a FIFO, a device, a dangling link, a file that is no archive): what a folder happens
+    to hold is reported as an ignored row, but an argument the grader typed is a mistake to say
+    before anything is scored, not a row to overlook in a results page."""
     entries: list[Entry] = []
     missing: list[str] = []
+    unusable: list[str] = []
     for p in map(Path, paths):
         if p.is_dir():
             try:
@@ -164,11 +186,17 @@ def list_submissions(paths: Iterable[str | os.PathLike]) -> list[Entry]:
                 raise FaceganError(f"{p}: cannot list the submissions folder ({exc.strerror})") from None
             entries += [classify(p / n) for n in names]
         elif os.path.lexists(p):
-            entries.append(classify(p))
+            entry = classify(p)
+            if entry.action == "ignore":
+                unusable.append(f"{shown(p)} ({entry.reason})")
+            entries.append(entry)
         else:
             missing.append(str(p))
     if missing:
         raise FaceganError(f"no such submission file or folder: {', '.join(missing)}")
+    if unusable:
+        raise FaceganError(f"cannot grade what was named: {'; '.join(unusable[:5])}"
+                           + (f"; and {len(unusable) - 5} more" if len(unusable) > 5 else ""))
     if not entries:
         raise FaceganError("no submissions found (give .tar.gz files or folders holding them)")
     seen: set[str] = set()
@@ -264,8 +292,8 @@ class Grader:
                 return None
             result = GradeResult(**saved["result"])
             json.dumps(asdict(result), ensure_ascii=False).encode("utf-8")  # no unprintable leftovers
-            return result
-        except (OSError, ValueError, TypeError, KeyError, UnicodeError):
+            return result if _sane_cached(result) else None  # a damaged entry is graded again
+        except (OSError, ValueError, TypeError, KeyError, UnicodeError, AttributeError):
             return None  # missing, torn or from another version: grade again
 
     def grade_one(self, entry: Entry | Path) -> GradeResult:
@@ -401,7 +429,9 @@ def load_reference(path: Path, dims: int = FEATURE_DIMS):
     except FaceganError:
         raise
     except (ValueError, TypeError, KeyError, OSError) as exc:  # e.g. a malformed floor record
-        raise FaceganError(f"{path}: not usable as the reference ({type(exc).__name__}: {exc})") from None
+        from facegan.safeload import library_reason
+
+        raise FaceganError(f"{path}: not usable as the reference ({library_reason(exc)})") from None
 
 
 def flag_shared(results: list[GradeResult]) -> None:

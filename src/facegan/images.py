@@ -77,12 +77,15 @@ class ImageSource:
         kind: ``"folder"``, ``"zip"`` or ``"tar"``.
         names: image names relative to ``path`` (POSIX separators), sorted.
         skipped: ``(name, reason)`` for entries that are not images or cannot be read safely.
+        hidden: names starting with ``.`` left out of a folder without a reason (``.DS_Store``,
+            editor swap files; a hidden folder as ``name/``), for callers that want to say so.
     """
 
     path: Path
     kind: str
     names: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)
     _handle: object = field(default=None, repr=False, compare=False)
     _order: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
     """Tar only: each name's position among the members (the last one of a repeated name)."""
@@ -103,7 +106,7 @@ class ImageSource:
             if self.kind == "zip":
                 if self._handle is None:
                     self._handle = zipfile.ZipFile(self.path)
-                return self._handle.read(name)
+                return _read_zip_member(self._handle, name)
             return self._tar_read(name)
         except (OSError, KeyError, zipfile.BadZipFile, ArchiveError) as exc:
             raise BadImageError(f"{self.path}:{name}", f"cannot be read ({exc})") from exc
@@ -280,7 +283,7 @@ def _list_folder(path: Path) -> ImageSource:
     200,000 photos stays fast); only links and special files are looked at more closely. Links to
     folders are not followed (a loop could never end), and say so.
     """
-    names, skipped = [], []
+    names, skipped, hidden = [], [], []
     todo = [path]
     while todo:
         folder = todo.pop()
@@ -293,9 +296,10 @@ def _list_folder(path: Path) -> ImageSource:
             continue
         subfolders = []
         for e in entries:
-            if e.name.startswith("."):
-                continue  # .DS_Store, editor swap files: not worth reporting
             rel = Path(e.path).relative_to(path).as_posix()
+            if e.name.startswith("."):  # .DS_Store, editor swap files: not images, listed apart
+                hidden.append(rel + ("/" if e.is_dir(follow_symlinks=False) else ""))
+                continue
             if e.is_dir(follow_symlinks=False):
                 subfolders.append(e.path)
                 continue
@@ -313,7 +317,22 @@ def _list_folder(path: Path) -> ImageSource:
             else:
                 skipped.append((rel, "not an image file"))
         todo.extend(reversed(subfolders))
-    return ImageSource(path, "folder", sorted(names), sorted(skipped))
+    return ImageSource(path, "folder", sorted(names), sorted(skipped), sorted(hidden))
+
+
+def _read_zip_member(zf: zipfile.ZipFile, name: str) -> bytes:
+    """Member ``name``, inflated no further than the size it declares (at most
+    :data:`MAX_MEMBER_BYTES`): ``ZipFile.read`` inflates a member that lies about its size whole
+    (10 KB declared, 1 GiB inflated) before its CRC check fails."""
+    info = zf.getinfo(name)
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise BadImageError(name, f"larger than {MAX_MEMBER_BYTES} bytes")
+    with zf.open(info) as f:
+        data = f.read(info.file_size + 1)  # read(n) inflates at most n bytes
+    if len(data) != info.file_size:
+        raise BadImageError(name, f"inflates to more or less than the {info.file_size:,} bytes it declares "
+                                  "(damaged or crafted)")
+    return data
 
 
 def _list_zip(path: Path) -> ImageSource:
@@ -323,6 +342,7 @@ def _list_zip(path: Path) -> ImageSource:
     except (OSError, zipfile.BadZipFile) as exc:
         raise FaceganError(f"{path}: not a readable zip archive ({exc})") from exc
     names, skipped = [], []
+    _too_much_junk(path, sum(1 for i in infos if i.is_dir() or i.file_size == 0 or not is_image_name(i.filename)))
     for info in infos:
         if info.is_dir() or Path(info.filename).name.startswith("."):
             continue
@@ -335,12 +355,29 @@ def _list_zip(path: Path) -> ImageSource:
     return ImageSource(path, "zip", sorted(set(names)), sorted(skipped))  # a repeated name: read once
 
 
+#: Members of an image archive that cannot be images (folders, links, other files, empty files)
+#: beyond this many stop the listing: 2,000,000 of them kept ``fid`` listing for minutes, and
+#: an archive of photos holds photos. Real images are not limited (each is honest work).
+MAX_JUNK_MEMBERS = 100_000
+
+
+def _too_much_junk(path: Path, junk: int) -> None:
+    if junk > MAX_JUNK_MEMBERS:
+        raise FaceganError(f"{path}: more than {MAX_JUNK_MEMBERS:,} members that cannot be images (folders, "
+                           "links, other or empty files); refused (an archive of photos holds photos)")
+
+
 def _list_tar(path: Path) -> ImageSource:
     order: dict[str, int] = {}
     skipped: list[tuple[str, str]] = []
+    junk = 0
     with open_regular(path) as raw:  # an unreadable archive: ArchiveError, a FaceganError naming it
         for m in iter_tar(raw, str(path)):
+            before = len(order)
             _sort_tar_member(m, order, skipped)
+            if len(order) == before or m.size == 0:
+                junk += 1
+                _too_much_junk(path, junk)
     return ImageSource(path, "tar", sorted(order), sorted(skipped), _order=order)
 
 
@@ -403,13 +440,18 @@ def load_uint8_array(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS
     Only a regular file is opened (a FIFO would block, a device never end), and images over
     ``max_pixels`` are refused before any is read: batches copy whole images off the map.
     """
+    from facegan.safeload import library_reason, npy_header
+
     path = Path(path)
     if path.exists() and not path.is_file():
         raise FaceganError(f"{path}: {_not_regular(str(path))}")
+    if path.is_file():  # the header checked against the file first: a short file is not mapped
+        shape, _ = npy_header(path)
+        _refuse_sparse(path, int(np.prod(shape, dtype=object)))
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise FaceganError(f"{path}: not a readable .npy array ({exc})") from exc
+    except (OSError, ValueError) as exc:  # never NumPy's own words: they advise allow_pickle=True
+        raise FaceganError(f"{path}: not a readable .npy array ({library_reason(exc)})") from None
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
         raise FaceganError(
             f"{path}: expected a uint8 array of shape (N, H, W, 3), got {arr.dtype} {arr.shape}"
@@ -418,6 +460,23 @@ def load_uint8_array(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS
         raise FaceganError(f"{path}: images of {arr.shape[2]}x{arr.shape[1]}, over the "
                            f"{max_pixels:,}-pixel limit per image")
     return arr
+
+
+#: A cache this large whose bytes are mostly not on disk is refused (see :func:`_refuse_sparse`).
+SPARSE_MIN_BYTES = 64 * 1024 * 1024
+
+
+def _refuse_sparse(path: Path, nbytes: int) -> None:
+    """Refuse a large ``.npy`` whose data is mostly holes: ``prepare`` writes every byte, and a
+    sparse file declaring 3,000,000 images would have training allocate 37 GB of zeros."""
+    st = path.stat()
+    blocks = getattr(st, "st_blocks", None)
+    if blocks is None or nbytes < SPARSE_MIN_BYTES:
+        return
+    on_disk = blocks * 512
+    if on_disk * 4 < nbytes:
+        raise FaceganError(f"{path}: declares {nbytes:,} bytes of images but only {on_disk:,} are on disk "
+                           "(a sparse file, not a cache written by 'facegan prepare'); refused")
 
 
 def save_png(image: np.ndarray, path: str | os.PathLike) -> None:

@@ -46,7 +46,7 @@ from typing import IO, Iterable, Literal
 import numpy as np
 
 from facegan.errors import BadImageError, FaceganError
-from facegan.fileio import atomic_write, check_output_file
+from facegan.fileio import atomic_write, check_output_file, clean_stale_temps
 from facegan.images import decode_image, is_image_name, open_regular, open_source
 from facegan.safetar import ArchiveError, TarLimits, iter_tar
 from facegan.safetext import shown
@@ -155,6 +155,8 @@ class _ImageChecks:
         self.size, self.keep = size, keep
         self.seen: dict[str, str] = {}
         self.n = 0
+        self.lossy: list[str] = []
+        """Images stored as JPEG (escaped names): accepted, with a warning."""
 
     def problem(self, name: str, data: bytes) -> str | None:
         """The problem of image ``name`` (escaped in the message), or ``None`` when it passes."""
@@ -169,6 +171,8 @@ class _ImageChecks:
             return f"{label}: {exc.reason}"
         if img.mode != "RGB":
             return f"{label}: mode {img.mode}, expected RGB (save it with .convert('RGB'))"
+        if img.format == "JPEG":
+            self.lossy.append(label)
         # Identical pixel content is a duplicate even when the files' bytes differ
         # (another PNG encoder or compression level): hash the decoded pixels.
         digest = hashlib.sha256(img.tobytes()).hexdigest()
@@ -208,6 +212,10 @@ def _read_samples(samples_dir: str | os.PathLike, count: int, size: int) -> tupl
         problems.insert(0, f"{checks.n} images, expected exactly {count}")
     _raise_problems(str(samples_dir), problems)
     warnings = []
+    if source.hidden:
+        listed = ", ".join(shown(n) for n in source.hidden[:5])
+        warnings.append(f"{samples_dir}: left out {len(source.hidden)} hidden file(s) (the operating system's "
+                        f"or an editor's: {listed}{', ...' if len(source.hidden) > 5 else ''})")
     if source.skipped:
         listed = ", ".join(shown(n) for n, _ in source.skipped[:5])
         warnings.append(f"{samples_dir}: left out {len(source.skipped)} files that are not images "
@@ -235,6 +243,45 @@ def _unsafe(name: str) -> bool:
     return name.startswith("/") or "\\" in name or ".." in name.split("/")
 
 
+#: Names a student's tools write: the brief's is ``20251234/0000.png``. Anything deeper or
+#: longer is not a submission, and Windows cannot extract paths past ~260 characters.
+MAX_NAME_DEPTH = 8
+MAX_NAME_CHARS = 255
+_WINDOWS_RESERVED = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+                               *(f"lpt{i}" for i in range(10))})
+# ':' silently writes to an NTFS alternate stream ('a:b.png' becomes an empty 'a'); the other
+# characters Windows forbids ('<>"|?*') make its extraction fail loudly, and HTML-hostile names
+# are already shown escaped everywhere, so they are left to the other checks.
+_WINDOWS_FORBIDDEN = {":"}
+
+
+def name_problem(name: str) -> str | None:
+    """Why member ``name`` is not one a student's tools could have written, else ``None``.
+
+    Refused: more than :data:`MAX_NAME_CHARS` characters or :data:`MAX_NAME_DEPTH` parts; bytes
+    that are not UTF-8; control, format (bidi overrides, zero-width) and unassigned characters
+    (ESC, BEL, NUL: a terminal or a file browser shows them as something else); a Windows
+    reserved name (``CON.png``, ``com1``) or a ``:`` (``a:b.png`` is an NTFS stream there).
+    """
+    if len(name) > MAX_NAME_CHARS:
+        return f"a name of {len(name):,} characters (at most {MAX_NAME_CHARS})"
+    parts = [p for p in name.split("/") if p]
+    if len(parts) > MAX_NAME_DEPTH:
+        return f"{len(parts)} folders deep (at most {MAX_NAME_DEPTH})"
+    for ch in name:
+        if 0xDC80 <= ord(ch) <= 0xDCFF:
+            return "a name that is not valid UTF-8"
+        category = unicodedata.category(ch)
+        if category[0] == "C" or category in ("Zl", "Zp"):
+            return f"a name holding the invisible or control character U+{ord(ch):04X}"
+        if ch in _WINDOWS_FORBIDDEN:
+            return "a name holding ':' (extracted on Windows, 'a:b.png' is a hidden stream of a file 'a')"
+    for part in parts:
+        if part.split(".")[0].rstrip(" ").lower() in _WINDOWS_RESERVED:
+            return f"{part!r} is a reserved device name on Windows"
+    return None
+
+
 class _MemberChecks:
     """One archive's members checked as they stream past (see :func:`check_archive`)."""
 
@@ -258,6 +305,10 @@ class _MemberChecks:
             raise ArchiveError(f"more than {self.count + EXTRA_MEMBERS} members; expected {self.count} images")
         if _unsafe(entry.name):
             self.problems.append(f"{label}: unsafe member name (absolute, '..' or a backslash)")
+            return
+        why = name_problem(entry.name)
+        if why:
+            self.problems.append(f"{label}: unsafe member name: {why}")
             return
         if entry.kind == "dir":
             return
@@ -332,7 +383,16 @@ def check_archive(archive: str | os.PathLike | IO[bytes], count: int = DEFAULT_C
     if checks.junk:
         listed = ", ".join(checks.junk[:5]) + (", ..." if len(checks.junk) > 5 else "")
         result.warnings.append(f"left out {len(checks.junk)} file(s) the operating system added ({listed})")
+    if checks.images.lossy:
+        result.warnings.append(jpeg_warning(checks.images.lossy))
     return result
+
+
+def jpeg_warning(labels: list[str]) -> str:
+    """The warning for images stored as JPEG (``labels``: escaped names)."""
+    listed = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
+    return (f"{len(labels)} image(s) stored as JPEG ({listed}): JPEG is lossy, so these are not the pixels "
+            "your generator made; the brief's samples are PNG (facegan sample writes PNG)")
 
 
 def _is_file(f) -> bool:
@@ -384,9 +444,14 @@ def pack(samples_dir: str | os.PathLike, out: str | os.PathLike, *, count: int =
     out = Path(out)
     folder, warning = student_archive_name(out)
     check_output_file(out, what="archive")
+    # a pack killed mid-write (SIGKILL) left its temporary file beside the archive: sweep it
+    swept = clean_stale_temps(out.parent, out.name)
     files, warnings = _read_samples(samples_dir, count, size)
     if warning:
         warnings.insert(0, warning)
+    if swept:
+        warnings.append(f"removed {len(swept)} temporary file(s) of an earlier pack that was killed "
+                        f"({', '.join(shown(p.name) for p in swept[:3])})")
     prefix = folder if layout == "folder" else ""
     names = sorted(files)
     data = _tar_bytes(((n, files[n]) for n in names), prefix)
@@ -395,3 +460,16 @@ def pack(samples_dir: str | os.PathLike, out: str | os.PathLike, *, count: int =
     _raise_problems(f"{out} (not written)", check.problems)
     atomic_write(out, lambda f: f.write(data), fsync=True)
     return PackReport(out, len(check.names), len(data), check.prefix, check.names, warnings + check.warnings)
+
+
+def other_archives(archive: str | os.PathLike) -> list[Path]:
+    """Other submission archives (``*.tar.gz``/``*.tgz``) beside ``archive``, sorted: what an
+    earlier run with another ``--student`` left there (``facegan run`` names them to the user:
+    handing in the wrong one would be easy). They are not removed: they may be someone's work."""
+    archive = Path(archive)
+    try:
+        entries = sorted(archive.parent.iterdir())
+    except OSError:
+        return []
+    return [p for p in entries if p.name != archive.name and p.name.lower().endswith((".tar.gz", ".tgz"))
+            and not p.name.startswith(".") and p.is_file()]

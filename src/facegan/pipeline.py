@@ -256,6 +256,11 @@ def run_pipeline(cfg: RunConfig, log: Callable[[str], None] = print,
     report = pack(samples, archive, count=cfg.n)
     for w in report.warnings:
         log(f"      warning: {w}")
+    from facegan.pack import other_archives
+
+    for old in other_archives(archive):  # an earlier run with another --student: never hand in the wrong one
+        log(f"      warning: {old} is still here from an earlier run (another --student?); hand in {archive.name} "
+            f"and delete {old.name}")
 
     run = RunResult(out, cache, ref, ckpt, samples, archive, result.fid, result.b.stats.n, floor)
     score = {"fid": result.fid, "n_samples": result.a.stats.n, "n_reference": result.b.stats.n,

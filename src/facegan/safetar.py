@@ -15,7 +15,13 @@ xz or none, recognised by their magic bytes, not the file name), parses each one
 - sparse members (GNU ``S`` or pax ``GNU.sparse.*``) stop it: their extracted size is not
   their header's size;
 - more than ``max_members`` members, more than ``max_stream_bytes`` decompressed bytes, or the
-  ``deadline`` passing stop it.
+  ``deadline`` passing stop it;
+- headers that the standard readers could read two ways stop it (see :data:`PAX_KEYS`): a global
+  pax header with anything but a ``comment`` (GNU tar and :mod:`tarfile` apply its ``path`` to
+  every member that follows), a Solaris ``X`` header, a pax header and a GNU long name for the same
+  member, two extended headers of one kind for one member, a key twice in one header, pax keys
+  outside :data:`PAX_KEYS`, or an extended header with no member after it. Refusing these is
+  simpler and safer than emulating every reader: no tool that makes a submission writes them.
 
 Stopping means :class:`ArchiveError`, whose message names the archive and the reason. Members
 come out in archive order as :class:`TarEntry`; the caller reads the data of the ones it wants
@@ -49,6 +55,17 @@ _KINDS = {
     tarfile.CHRTYPE: "device", tarfile.BLKTYPE: "device", tarfile.FIFOTYPE: "fifo",
 }
 _PAX_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+#: The pax keys a member's header may hold: what GNU tar, bsdtar and :mod:`tarfile` write for
+#: ordinary files. Any other key (``hdrcharset``, which changes how names decode; vendor keys
+#: that a reader may or may not honour) could make two readers see two archives.
+PAX_KEYS = frozenset({"path", "linkpath", "size", "mtime", "atime", "ctime", "uid", "gid", "uname",
+                      "gname", "comment"})
+#: Key prefixes allowed too: extended attributes, ACLs and inode data that macOS's and Linux's
+#: tar write (``SCHILY.xattr.com.apple.quarantine``...); no reader takes a name or a size from them.
+PAX_KEY_PREFIXES = ("SCHILY.xattr.", "LIBARCHIVE.xattr.", "SCHILY.acl.", "LIBARCHIVE.acl.", "SCHILY.dev",
+                    "SCHILY.ino", "SCHILY.nlink", "SCHILY.fflags", "LIBARCHIVE.creationtime")
+#: The only key allowed in a global header (``git archive`` writes the commit there).
+GLOBAL_PAX_KEYS = frozenset({"comment"})
 _GNU_LONG = {tarfile.GNUTYPE_LONGNAME: "path", tarfile.GNUTYPE_LONGLINK: "linkpath"}
 
 
@@ -108,10 +125,36 @@ def _padding(size: int) -> int:
     return -size % BLOCK
 
 
-def open_decompressed(raw: IO[bytes], where: str) -> IO[bytes]:
-    """``raw``'s bytes decompressed as its magic bytes say (gzip, bzip2, xz), or as they are."""
+class _TimedRaw:
+    """``raw`` with the deadline checked on every read. A decompressor may read much without
+    returning a byte: 8,000,000 empty gzip members are all read inside one ``read`` of
+    :class:`gzip.GzipFile` (109 s), where the walk's own checks never run."""
+
+    def __init__(self, raw: IO[bytes], where: str, limits: TarLimits):
+        self.raw, self.where, self.limits = raw, where, limits
+
+    def read(self, n: int = -1) -> bytes:
+        if self.limits.deadline is not None and time.monotonic() > self.limits.deadline:
+            raise ArchiveError(f"{self.where}: reading took more than {self.limits.seconds or 0:g} s "
+                               "(the time cap); refused")
+        return self.raw.read(n)
+
+    def seek(self, *args) -> int:
+        return self.raw.seek(*args)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+
+def open_decompressed(raw: IO[bytes], where: str, limits: TarLimits | None = None) -> IO[bytes]:
+    """``raw``'s bytes decompressed as its magic bytes say (gzip, bzip2, xz), or as they are.
+
+    With a deadline in ``limits``, the compressed bytes are read through a check of it.
+    """
     head = raw.read(6)
     raw.seek(0)
+    if head[:2] in (b"\x1f\x8b", b"BZ", b"\xfd7") and limits is not None and limits.deadline is not None:
+        raw = _TimedRaw(raw, where, limits)  # type: ignore[assignment]
     if head[:2] == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=raw, mode="rb")
     if head[:3] == b"BZh":
@@ -167,7 +210,10 @@ class _Walk:
 
 
 def _pax_records(data: bytes, where: str) -> dict[str, bytes]:
-    """The ``"%d %s=%s\\n"`` records of a pax header (already bounded in size)."""
+    """The ``"%d %s=%s\\n"`` records of a pax header (already bounded in size).
+
+    A key given twice is refused: readers differ on which value wins.
+    """
     records: dict[str, bytes] = {}
     pos = 0
     while pos < len(data) and data[pos] != 0:
@@ -180,13 +226,34 @@ def _pax_records(data: bytes, where: str) -> dict[str, bytes]:
         if length <= 0 or end > len(data) or data[end - 1 : end] != b"\n" or b"=" not in data[space:end]:
             raise ArchiveError(f"{where}: malformed pax extended header")
         key, _, value = data[space + 1 : end - 1].partition(b"=")
-        records[key.decode(*_ENCODING)] = value
+        name = key.decode(*_ENCODING)
+        if name in records:
+            raise ArchiveError(f"{where}: the pax key {shown(name)} twice in one header "
+                               "(readers differ on which one counts); refused")
+        records[name] = value
         pos = end
     return records
 
 
 def _nul_terminated(data: bytes) -> str:
     return data.split(b"\0", 1)[0].decode(*_ENCODING)
+
+
+def _check_keys(records: dict[str, bytes], allowed: frozenset[str], prefixes: tuple[str, ...], label: str,
+                where: str, start: int) -> None:
+    """Refuse pax keys outside the allow-list (see :data:`PAX_KEYS`)."""
+    for key in records:
+        if key not in allowed and not key.startswith(prefixes):
+            detail = " (GNU tar and tarfile apply it to every member after it)" if label.startswith("a global") else ""
+            raise ArchiveError(f"{where}: {label} with the key {shown(key, 60)} at byte {start:,}{detail}: "
+                               "an archive that readers may read differently; refused")
+
+
+def _check_one_name(pending: dict[str, bytes | str], seen_ext: set[bytes], where: str, start: int) -> None:
+    """Refuse a member named both by a pax header and by a GNU long name / long link."""
+    if tarfile.XHDTYPE in seen_ext and seen_ext & set(_GNU_LONG):
+        raise ArchiveError(f"{where}: a pax header and a GNU long name for one member at byte {start:,} "
+                           "(GNU tar and tarfile take the pax name, other readers the GNU one); refused")
 
 
 def iter_tar(raw: IO[bytes], where: str, limits: TarLimits | None = None) -> Iterator[TarEntry]:
@@ -196,8 +263,9 @@ def iter_tar(raw: IO[bytes], where: str, limits: TarLimits | None = None) -> Ite
     corrupt, truncated, holds a sparse member or goes past ``limits`` (see the module docstring).
     """
     limits = limits or TarLimits()
-    walk = _Walk(open_decompressed(raw, where), where, limits)
+    walk = _Walk(open_decompressed(raw, where, limits), where, limits)
     pending: dict[str, bytes | str] = {}  # pax / GNU long-name values for the next member
+    seen_ext: set[bytes] = set()  # the kinds of extended header read for the next member
     index = 0
     while True:
         if walk.current is not None:  # the caller did not read the last member: skip its data
@@ -208,6 +276,8 @@ def iter_tar(raw: IO[bytes], where: str, limits: TarLimits | None = None) -> Ite
         if not buf or buf.count(0) == BLOCK:
             if index == 0 and not buf and start == 0:
                 raise ArchiveError(f"{where}: empty, not a tar archive")
+            if seen_ext:
+                raise ArchiveError(f"{where}: an extended header with no member after it; refused")
             return  # end of archive (two zero blocks, or a plain end of stream as tarfile accepts)
         if len(buf) < BLOCK:
             if start == 0:
@@ -225,16 +295,29 @@ def iter_tar(raw: IO[bytes], where: str, limits: TarLimits | None = None) -> Ite
             if info.size > limits.max_meta_bytes:
                 raise ArchiveError(f"{where}: a {label} of {info.size:,} bytes at byte {start:,} "
                                    f"(at most {limits.max_meta_bytes:,}); refused unread")
+            if info.type == tarfile.SOLARIS_XHDTYPE:
+                raise ArchiveError(f"{where}: a Solaris extended header (type X) at byte {start:,}: "
+                                   "readers differ on it; refused")
             data = walk.read_exact(info.size, f"a {label}")
             walk.skip(_padding(info.size), "padding")
+            if info.type in seen_ext:
+                raise ArchiveError(f"{where}: two {label}s for one member at byte {start:,} "
+                                   "(readers differ on which one counts); refused")
             if info.type in _GNU_LONG:
+                seen_ext.add(info.type)
                 pending[_GNU_LONG[info.type]] = _nul_terminated(data)
+                _check_one_name(pending, seen_ext, where, start)
                 continue
             records = _pax_records(data, where)
             if any(k.startswith("GNU.sparse.") for k in records):
                 raise ArchiveError(f"{where}: a sparse member (pax GNU.sparse) at byte {start:,}; refused")
-            if info.type != tarfile.XGLTYPE:  # a global header's path or size would make no sense
-                pending.update(records)
+            if info.type == tarfile.XGLTYPE:
+                _check_keys(records, GLOBAL_PAX_KEYS, (), "a global pax header", where, start)
+                continue  # only a comment: it names nothing and sizes nothing
+            _check_keys(records, PAX_KEYS, PAX_KEY_PREFIXES, "a pax header", where, start)
+            seen_ext.add(info.type)
+            pending.update(records)
+            _check_one_name(pending, seen_ext, where, start)
             continue
         if info.type == tarfile.GNUTYPE_SPARSE:
             raise ArchiveError(f"{where}: {shown(info.name)} is a sparse member; refused")
@@ -250,7 +333,7 @@ def iter_tar(raw: IO[bytes], where: str, limits: TarLimits | None = None) -> Ite
             if not (isinstance(value, bytes) and value.isdigit() and len(value) <= 20):
                 raise ArchiveError(f"{where}: bad size in the pax header of {shown(name)}")
             size = int(value)
-        pending = {}
+        pending, seen_ext = {}, set()
         if limits.max_members is not None and index >= limits.max_members:
             raise ArchiveError(f"{where}: more than {limits.max_members:,} members; refused")
         kind = _KINDS.get(info.type, "other")

@@ -91,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
 
     configure_torch(pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0"))), cfg.threads)
     under_torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    result = training_loop(cfg, resume=args.resume, destroy_process_group=not under_torchrun, tuned=tune_run(cfg))
+    from facegan.runlock import run_lock
+
+    with run_lock(cfg.out, enabled=int(os.environ.get("RANK", "0")) == 0):  # before the speed check: a second run stops at once
+        result = training_loop(cfg, resume=args.resume, destroy_process_group=not under_torchrun, tuned=tune_run(cfg))
     code = 0 if result.status == "done" else 128 + int(result.signal or 2)
     if under_torchrun:
         # Everything is written and every rank has passed the final barrier: leave without

@@ -45,6 +45,9 @@ class TarSpool:
     names: list[str]
     spans: dict[str, tuple[int, int]]
     failure: str | None = None
+    refused: dict[str, str] = field(default_factory=dict)
+    """``name -> reason`` of members not copied because no image needs their size (see
+    :func:`spool_problem`)."""
     kind: str = "spool"
     _fd: int | None = field(default=None, repr=False, compare=False)
 
@@ -57,7 +60,7 @@ class TarSpool:
         """The bytes of image ``name``, as they were in the archive."""
         span = self.spans.get(name)
         if span is None:
-            why = self.failure or "no longer in the archive"
+            why = self.refused.get(name) or self.failure or "no longer in the archive"
             raise BadImageError(f"{self.path}:{name}", f"cannot be read ({why})")
         if self._fd is None:
             self._fd = os.open(self.blob, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -89,6 +92,7 @@ def spool_tar(source: ImageSource, blob: Path, progress: bool = False) -> TarSpo
 
     wanted = set(source.names)  # a CelebA split may list fewer names than the archive holds
     spans: dict[str, tuple[int, int]] = {}
+    refused: dict[str, str] = {}
     failure = None
     try:
         with open(blob, "wb") as f, tqdm(total=len(wanted), unit="img", desc="unpack",
@@ -97,6 +101,11 @@ def spool_tar(source: ImageSource, blob: Path, progress: bool = False) -> TarSpo
             try:
                 for name, data in source.iter_bytes():
                     if name not in wanted:
+                        continue
+                    why = spool_problem(data)
+                    if why:  # never copied: a 3 MB archive of 60 MiB "photos" must not fill the disk
+                        refused[name] = why
+                        bar.update()
                         continue
                     f.write(data)
                     spans[name] = (offset, len(data))
@@ -113,4 +122,36 @@ def spool_tar(source: ImageSource, blob: Path, progress: bool = False) -> TarSpo
     except BaseException:
         blob.unlink(missing_ok=True)  # Ctrl-C: a half copy is of no use to anyone
         raise
-    return TarSpool(source.path, blob, list(source.names), spans, failure)
+    return TarSpool(source.path, blob, list(source.names), spans, failure, refused=refused)
+
+
+#: Members up to this size are copied as they are (the decoder judges them later).
+SPOOL_FREE_BYTES = 1 << 20
+
+
+def spool_problem(data: bytes) -> str | None:
+    """Why a large member must not be copied to disk, else ``None``: it is not an image, or it is
+    larger than its canvas can need (4 bytes a pixel, twice, plus 1 MB of metadata) — found
+    from its header alone, before anything is written."""
+    if len(data) <= SPOOL_FREE_BYTES:
+        return None
+    import io
+    import warnings
+
+    from PIL import Image
+
+    from facegan.images import MAX_IMAGE_PIXELS
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as img:  # the header only
+                w, h = img.size
+    except Exception:  # noqa: BLE001 - every way of not being an image
+        return "not an image (format not recognised)"
+    if w * h > MAX_IMAGE_PIXELS:
+        return f"a {w}x{h} canvas, over the {MAX_IMAGE_PIXELS:,}-pixel limit"
+    most = w * h * 8 + SPOOL_FREE_BYTES
+    if len(data) > most:
+        return f"{len(data):,} bytes for a {w}x{h} image (at most {most:,}): padded or crafted; not read"
+    return None

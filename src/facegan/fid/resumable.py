@@ -46,13 +46,37 @@ def _save(path: Path, moments_state: dict, meta: dict) -> None:
     atomic_write(path, lambda f: np.savez(f, meta_json=np.array(json.dumps(meta)), **moments_state))
 
 
-def _load(path: Path) -> tuple[dict, dict] | None:
+#: What a partial file's meta must hold, and the type of each value.
+_META_TYPES = {"position": int, "prefix_sha256": str, "skipped": list}
+
+
+def _load(path: Path, keep: int) -> tuple[dict, dict] | None:
+    """The moments' state and the meta of a partial file, or ``None`` when it is damaged.
+
+    The file is facegan's own, but read back as untrusted: every array's header is checked
+    against the shape it must have before it is read (:func:`facegan.safeload.npz_arrays`), and
+    the meta must be an object with the right types; anything else means "start over".
+    """
+    from facegan.errors import FaceganError
+    from facegan.fid.features import FEATURE_DIMS
+    from facegan.safeload import npz_arrays
+
+    d = FEATURE_DIMS
+    want = {"meta_json": (), "n": (), "has_shift": (), "shift": (d,), "s1": (d,), "s2": (d, d)}
+    if keep:
+        want["kept"] = (keep, d)
     try:
-        with np.load(path, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
-        return data, json.loads(str(data.pop("meta_json")))
-    except (OSError, ValueError, KeyError, EOFError):
+        data = npz_arrays(path, {k: (lambda shape, k=k, v=v: None if shape == v else f"{k} has shape {shape}")
+                                 for k, v in want.items()},
+                          max_bytes={k: 64 << 20 if not v else 8 * int(np.prod(v)) for k, v in want.items()})
+        meta = json.loads(str(data.pop("meta_json")))
+    except (FaceganError, ValueError, TypeError):
         return None
+    if not isinstance(meta, dict) or not all(isinstance(meta.get(k), t) for k, t in _META_TYPES.items()):
+        return None
+    if not all(isinstance(x, list) and len(x) == 2 and all(isinstance(v, str) for v in x) for x in meta["skipped"]):
+        return None
+    return data, meta
 
 
 def resumable_statistics(images: "ImageSet", scorer: "FIDScorer", out: str | os.PathLike, *,
@@ -90,7 +114,9 @@ def resumable_summary(images: "ImageSet", scorer: "FIDScorer", out: str | os.Pat
     kept = np.zeros((keep, FEATURE_DIMS), np.float32)
     base = {"format": FORMAT, "weights_sha256": scorer.weights_sha256, "kind": images.kind,
             "count": images.count, "strict": strict, "keep": keep, "seed": seed}
-    loaded = _load(partial) if partial.is_file() else None
+    loaded = _load(partial, keep) if partial.is_file() else None
+    if loaded is None and partial.is_file():
+        print(f"facegan: warning: {partial}: damaged (not as facegan writes it): starting over", file=sys.stderr)
     if loaded is not None:
         state, meta = loaded
         prefix = images.hash_prefix(int(meta["position"])) if all(meta.get(k) == v for k, v in base.items()) else None

@@ -94,16 +94,7 @@ class Stats:
             raise FaceganError(f"{path}: no such statistics file")
         if not path.is_file():
             raise FaceganError(f"{path}: not a regular file (a folder, FIFO or device?): expected .npz statistics")
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                data = {k: f[k] for k in f.files}
-        except (OSError, ValueError, EOFError) as exc:
-            raise FaceganError(f"{path}: not a readable .npz statistics file ({exc})") from None
-        missing = [k for k in ("mu", "sigma") if k not in data]
-        if missing:
-            raise FaceganError(
-                f"{path}: not FID statistics: missing {', '.join(missing)} (has {sorted(data)})"
-            )
+        data = _read_npz(path, dims)
         mu, sigma = data["mu"], data["sigma"]
         _check_shapes(mu, sigma, str(path))
         if dims is not None and mu.shape[0] != dims:
@@ -125,6 +116,53 @@ class Stats:
             weights_sha256=text("weights_sha256"),
             floor=_read_floor(text("floor_json"), path) if "floor_json" in data else None,
         )
+
+
+#: The widest features statistics may hold (pool3 of the FID Inception: 2048).
+MAX_DIMS = 4096
+_TEXT_KEYS = ("source", "input_sha256", "weights_sha256", "floor_json")
+
+
+def _read_npz(path: Path, dims: int | None) -> dict[str, np.ndarray]:
+    """``mu``, ``sigma`` and the small keys of a statistics file, each header checked before its
+    data is read (a ``sigma`` declaring 100,000 x 100,000 is refused, not allocated), every
+    other key never read (see :func:`facegan.safeload.npz_arrays`)."""
+    from facegan.safeload import npz_arrays
+
+    head = _magic(path)
+    if head.startswith(b"\x93NUMPY"):
+        raise FaceganError(f"{path}: not a readable .npz statistics file: it is a .npy array (the image "
+                           "cache?); give the .npz written by 'facegan stats'")
+    if not head.startswith(b"PK"):
+        raise FaceganError(f"{path}: not a readable .npz statistics file (not a zip); give the .npz "
+                           "written by 'facegan stats'")
+    def vector(shape):
+        if len(shape) != 1 or shape[0] < 1:
+            return f"mu must have shape (d,), got {shape}"
+        return None if shape[0] <= MAX_DIMS else f"mu has {shape[0]:,} dimensions (at most {MAX_DIMS:,})"
+
+    def scalar(key):
+        what = "(the image count) must be a whole number of 0 or more" if key == "n" else "must be a single value"
+        return lambda shape: None if shape == () else f"{key!r} {what}, got shape {shape}"
+
+    small = npz_arrays(path, {"mu": vector, **{k: scalar(k) for k in ("n", *_TEXT_KEYS)}},
+                       optional=("n", *_TEXT_KEYS), max_bytes={"mu": MAX_DIMS * 16})
+    d = small["mu"].shape[0]
+
+    def square(shape):
+        return None if shape == (d, d) else f"sigma must have shape ({d}, {d}) to match mu, got {shape}"
+
+    small.update(npz_arrays(path, {"sigma": square}, max_bytes={"sigma": d * d * 16}))
+    return small
+
+
+def _magic(path: Path) -> bytes:
+    """The first bytes of ``path`` (what kind of file it is)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(8)
+    except OSError as exc:
+        raise FaceganError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 def _read_n(value: np.ndarray | None, path: Path) -> int:

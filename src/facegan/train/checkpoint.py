@@ -20,12 +20,24 @@ holds (students swap checkpoints; staff load them). The previous format, ``faceg
 held numpy arrays; it is still read, allowing exactly numpy's array reconstruction, and its
 config is upgraded (:func:`facegan.train.config.upgrade_config`).
 
+Everything read is checked before it is used (:func:`load`): the zip's records are bounded by
+the file's own size (:func:`facegan.safeload.torch_load`); the config must build its networks
+on PyTorch's ``meta`` device (no memory) within :data:`MAX_PARAMS` parameters; every stored
+state dict must have exactly the tensors, of the shapes, that the config's networks have; a
+training checkpoint must hold the counters, optimiser and random states a resume needs. So a
+1 KB file asking for a 4 TB layer, weights of another width or a config without weights is one
+line naming the file, before anything large is allocated. :func:`check_finite` refuses NaN/inf
+weights where they would be sampled.
+
 Writing goes to a temporary file in the same folder, is flushed to disk, then renamed over
-the target: a crash or a second Ctrl-C mid-write leaves the previous checkpoint intact.
+the target: a crash or a second Ctrl-C mid-write leaves the previous checkpoint intact. A full
+disk is one line naming the file (:class:`~facegan.errors.WriteError`), whatever layer of
+PyTorch noticed it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
@@ -39,6 +51,7 @@ from torch import nn
 
 from facegan.errors import FaceganError
 from facegan.fileio import atomic_write
+from facegan.safeload import library_reason, torch_load
 
 FORMAT = "facegan-train-2"
 #: A generator alone (``facegan export``): what sampling needs and nothing else.
@@ -47,9 +60,25 @@ EXPORT_FORMAT = "facegan-generator-1"
 READABLE_FORMATS = ("facegan-train-1", FORMAT, EXPORT_FORMAT)
 
 
+#: The most parameters a checkpoint's network may have (800 MB as fp32): facegan's largest
+#: 64x64 models have under 40 million; a config asking for more is refused before building.
+MAX_PARAMS = 200_000_000
+
+
 def save_atomic(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """``torch.save(state)`` to ``path`` so that ``path`` is always either the old or the new file."""
-    return atomic_write(path, lambda f: torch.save(state, f), fsync=True)
+
+    def write(f) -> None:
+        try:
+            torch.save(state, f)
+        except RuntimeError:  # torch's zip writer reports a full disk as "unexpected pos 576 vs 534"
+            import shutil
+
+            full = shutil.disk_usage(Path(path).parent).free < 64 * 1024 * 1024
+            raise OSError(errno.ENOSPC if full else errno.EIO, "No space left on device" if full else
+                          "the checkpoint could not be written") from None
+
+    return atomic_write(path, write, fsync=True)
 
 
 def _format1_globals() -> list[Any]:
@@ -63,11 +92,10 @@ def _format1_globals() -> list[Any]:
 
 def _torch_load(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch_load(path)
     except pickle.UnpicklingError:
         pass  # maybe the previous format: try again allowing exactly what it holds
-    with torch.serialization.safe_globals(_format1_globals()):
-        return torch.load(path, map_location="cpu", weights_only=True)
+    return torch_load(path, allow=_format1_globals())
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
@@ -93,24 +121,38 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = _torch_load(path)
     except pickle.UnpicklingError as exc:
-        if "GLOBAL" not in str(exc):  # a damaged file, not a hostile one
-            raise FaceganError(f"{path}: not a readable checkpoint (UnpicklingError: {str(exc)[:200]})") from None
+        if "GLOBAL" not in str(exc):  # a damaged file, not a hostile one (torch's text advises weights_only=False)
+            raise FaceganError(f"{path}: not a readable checkpoint (a damaged file)") from None
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         what = found.group(1)[:100] if found else "a global"
         raise FaceganError(
             f"{path}: refused: the file asks to run code on loading (it needs {what}); facegan reads "
             "checkpoints as weights only. Use a checkpoint written by 'facegan train' or 'facegan export'"
         ) from None
-    except Exception as exc:  # zip and torch errors all mean "not a readable checkpoint"
-        raise FaceganError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
         raise FaceganError(f"{path}: not a facegan training checkpoint (no '{FORMAT}' format tag)")
+    if not isinstance(state.get("config"), dict):
+        raise FaceganError(f"{path}: damaged checkpoint: its config is {type(state.get('config')).__name__}, not a dict")
     if state["format"] == "facegan-train-1":
         from facegan.train.config import upgrade_config
 
-        state["config"] = upgrade_config(state["config"])
+        try:
+            state["config"] = upgrade_config(state["config"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise FaceganError(f"{path}: damaged checkpoint: its config cannot be read ({library_reason(exc)})") from None
+    from facegan.train.checkpoint_check import check_state
+
+    check_state(state, path)
     state["path"] = str(path)
     return state
+
+
+def check_finite(state_dict: dict[str, torch.Tensor], path: str | os.PathLike, what: str = "generator") -> None:
+    """Refuse weights holding NaN or infinity: they would sample blank images without a word."""
+    for key, tensor in state_dict.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise FaceganError(f"{path}: the {what}'s weights hold NaN or infinite values ({key}); "
+                               "the run diverged before this was saved: use an earlier checkpoint")
 
 
 def build_generator(config: dict[str, Any]) -> nn.Module:
@@ -164,12 +206,36 @@ def export_generator(ckpt: str | os.PathLike, out: str | os.PathLike, which: str
     """Write the generator of a training checkpoint alone (``which``: the EMA or G) to ``out``:
     its config and weights, a fraction of the full checkpoint's size, readable by ``facegan sample``."""
     state = load(ckpt)
+    _refuse_overwriting_a_training_checkpoint(out, state["path"])
     key = {"ema": "G_ema", "g": "G"}[which]
     if state.get(key) is None:
         raise FaceganError(f"{state['path']}: has no {'EMA ' if which == 'ema' else ''}generator to export"
                            + (" (trained with --no-ema); use --which g" if which == "ema" else ""))
+    check_finite(state[key], state["path"])
     cfg = state["config"]
     small = {"format": EXPORT_FORMAT, "config": {"arch": cfg["arch"], "g": cfg["g"], "resolution": cfg.get("resolution")},
              key: state[key], "which": which, "source": state["path"], "nimg": state.get("nimg"),
              "step": state.get("step")}
     return save_atomic(small, out)
+
+
+def _refuse_overwriting_a_training_checkpoint(out: str | os.PathLike, source: str) -> None:
+    """``export run/last.pt -o run/last.pt`` would lose the optimiser, D and random states."""
+    out = Path(out)
+    if not out.is_file():
+        return
+    if out.resolve() == Path(source).resolve():
+        raise FaceganError(f"{out}: is the checkpoint being exported; writing over it would lose the run's "
+                           "optimiser, discriminator and random states. Choose another -o (e.g. g.pt)")
+    try:
+        import zipfile
+
+        with zipfile.ZipFile(out) as zf:  # the format tag is the pickle's first key: a peek finds it
+            names = [n for n in zf.namelist() if n.endswith("/data.pkl")]
+            head = zf.open(names[0]).read(4096) if names else b""
+        tagged = any(tag.encode() in head for tag in ("facegan-train-1", FORMAT))
+    except (OSError, zipfile.BadZipFile, ValueError, KeyError):
+        return
+    if tagged:
+        raise FaceganError(f"{out}: is a training checkpoint; writing over it would lose the run's optimiser, "
+                           "discriminator and random states. Choose another -o (e.g. g.pt)")

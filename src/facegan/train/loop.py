@@ -38,6 +38,7 @@ from facegan.loader import BatchLoader
 from facegan.losses import get_loss
 from facegan.models.matmul_conv import matmul_convs_on, use_matmul_convs
 from facegan.models.sampling import generate, has_batchnorm, recalibrate_batchnorm
+from facegan.runlock import run_lock
 from facegan.train import checkpoint as ckpt_io
 from facegan.train import distributed as dist_util
 from facegan.train.augment import Augment, parse_policy
@@ -312,7 +313,8 @@ def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None,
     """
     info = dist_util.setup(cfg.device)
     try:
-        return _Run(cfg, info, resume, scorer, tuned, on_tick).train()
+        with run_lock(cfg.out, enabled=info.is_main):  # a second run into this folder stops here, naming the first
+            return _Run(cfg, info, resume, scorer, tuned, on_tick).train()
     except OSError as exc:
         if isinstance(exc, FaceganError):
             raise

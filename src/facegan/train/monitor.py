@@ -20,15 +20,30 @@ from facegan.grids import grid_image, save_grid
 
 
 def read_stats(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a stats.jsonl (a torn last line from a crash is ignored)."""
-    rows = []
+    """The records of a stats.jsonl (a torn last line from a crash is ignored).
+
+    The file is read back as untrusted: a line that is not UTF-8 JSON of an object with a numeric
+    ``kimg`` (an edit, a damaged disk) is skipped, with one warning on stderr.
+    """
+    rows, damaged = [], 0
     p = Path(path)
     if p.is_file():
-        for line in p.read_text().splitlines():
+        lines = p.read_bytes().splitlines()
+        for i, line in enumerate(lines):
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+                row = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+                damaged += i < len(lines) - 1  # a torn last line is a crash's, not damage
                 continue
+            kimg = row.get("kimg", 0) if isinstance(row, dict) else None
+            if not isinstance(kimg, (int, float)) or isinstance(kimg, bool):
+                damaged += 1
+                continue
+            rows.append(row)
+    if damaged:
+        import sys
+
+        print(f"facegan: warning: {p}: skipped {damaged} damaged line(s)", file=sys.stderr)
     return rows
 
 
