@@ -144,6 +144,16 @@ def test_resume_of_a_checkpoint_without_weights_is_one_line(run, tmp_path, capsy
     assert (broken / "last.pt").read_bytes() == before  # nothing lost
 
 
+def test_a_malformed_loss_scaler_state_is_one_line(run, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    state = torch.load(run / "last.pt", weights_only=True)
+    state["amp"] = {"scaler_d": {"scale": float("nan")}, "scaler_g": "x"}
+    torch.save(state, broken / "last.pt")
+    _one_line_refusal(["train", "--out", str(broken), "--resume", "--kimg", "0.032", "--no-progress"], capsys,
+                      str(broken / "last.pt"), "loss-scaler state 'amp' is malformed")
+
+
 def test_export_never_writes_over_a_training_checkpoint(run, tmp_path, capsys):
     last = run / "last.pt"
     before = last.read_bytes()

@@ -91,6 +91,11 @@ def _check_training(state: dict[str, Any], path: Path, nets: dict[str, nn.Module
         raise FaceganError(f"{path}: damaged checkpoint: negative or non-finite counters")
     if not state["rng"] or not all(isinstance(r, dict) for r in state["rng"]):
         raise FaceganError(f"{path}: damaged checkpoint: no random states")
+    amp = state.get("amp")  # fp16's loss scales (format 2 from session 6 on; None unless fp16)
+    if amp is not None and not (isinstance(amp, dict) and all(
+            isinstance(amp.get(k), dict) and isinstance(amp[k].get("scale"), (int, float))
+            and math.isfinite(amp[k]["scale"]) and amp[k]["scale"] > 0 for k in ("scaler_d", "scaler_g"))):
+        raise FaceganError(f"{path}: damaged checkpoint: the fp16 loss-scaler state 'amp' is malformed")
     for opt, net in (("opt_g", nets["generator"]), ("opt_d", nets["discriminator"])):
         groups = state[opt].get("param_groups")
         if not isinstance(groups, list) or not isinstance(state[opt].get("state"), dict):
