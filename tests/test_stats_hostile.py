@@ -151,13 +151,22 @@ def test_a_damaged_grade_cache_entry_is_graded_again(tmp_path, stand_in):
     submission(sub / "20250001.tar.gz", images(1, N))
     first = grade(list_submissions([sub]), Grader(ref, tmp_path / "r", lambda: stand_in, count=N), progress=False)
     [cache] = (tmp_path / "r" / "cache").glob("*.json")
+    [set_cache] = (tmp_path / "r" / "cache" / "sets").glob("*.json")
     saved = json.loads(cache.read_text())
     saved["result"]["fid"] = "abc"
     cache.write_text(json.dumps(saved))
     calls = len(stand_in.calls)
     again = grade(list_submissions([sub]), Grader(ref, tmp_path / "r", lambda: stand_in, count=N), progress=False)
-    assert len(stand_in.calls) == calls + 1 and again[0].fid == pytest.approx(first[0].fid, rel=1e-12)
+    # the archive is checked again; its image set's score is still good in cache/sets: no new pass
+    assert len(stand_in.calls) == calls and again[0].fid == first[0].fid
     assert json.loads(cache.read_text())["result"]["fid"] == again[0].fid  # repaired
+    for damage in ('{"protocol": 1, "fid": "abc", "n": 1}', "[1, 2]", '{"fid'):  # then the set's entry too
+        cache.write_text('{"result": []}')  # (the archive entry damaged too, so that it is graded again)
+        set_cache.write_text(damage)
+        calls = len(stand_in.calls)
+        third = grade(list_submissions([sub]), Grader(ref, tmp_path / "r", lambda: stand_in, count=N),
+                      progress=False)
+        assert len(stand_in.calls) == calls + 1 and third[0].fid == first[0].fid  # scored again, same bits
 
 
 def test_a_latin_1_byte_in_stats_jsonl_is_skipped_with_a_warning(tmp_path, capsys):

@@ -395,8 +395,8 @@ class Grader:
                     self._sets[key] = (fid, n)
                     self.sets_reused += 1
                     return fid, n
-        except (OSError, ValueError, TypeError, KeyError, UnicodeError):
-            pass  # missing, torn or from another version: score it
+        except (OSError, ValueError, TypeError, KeyError, UnicodeError, AttributeError):
+            pass  # missing, torn, not an object, or from another version: score it
         scorer = self.scorer
         st = scorer.statistics(self._batches(images[order], getattr(scorer, "batch_size", 8), result.student),
                                total=len(images), source=result.archive)
