@@ -179,12 +179,12 @@ def test_matmul_convs_train_the_same_model(cache, tmp_path, monkeypatch):
                 torch.testing.assert_close(on[part][name], value, rtol=1e-4, atol=1e-5, msg=f"{part}.{name}")
 
 
-def test_slow_scoring_is_spread_out_to_its_share_of_the_time(cache, tmp_path):
-    """A score that takes long next to training (FID on a CPU) comes less often: with
-    --fid-share 0.1 a 0.3-s score after a few ms of training waits for many more images."""
+def test_slow_scoring_keeps_to_its_share_and_a_lone_final_score_is_skipped(cache, tmp_path, capsys):
+    """A score that takes long next to training (FID on a CPU) waits until it fits in
+    --fid-share of the time; and the score at the end, which alone would choose nothing, is
+    skipped (no best.pt). With --fid-share 0: every --fid-kimg, as asked."""
     import time as _time
 
-    from facegan.train.loop import fid_interval
     from test_train_parts import MeanColourScorer
 
     class SlowScorer(MeanColourScorer):
@@ -197,17 +197,48 @@ def test_slow_scoring_is_spread_out_to_its_share_of_the_time(cache, tmp_path):
     counts = {}
     for share in (0.0, 0.1):
         out = tmp_path / f"share{share}"
-        training_loop(tiny(cache, out, kimg=0.096, ref=str(tmp_path / "ref.npz"), fid_kimg=0.016, fid_n=8,
-                           fid_share=share), scorer=SlowScorer())
+        res = training_loop(tiny(cache, out, kimg=0.096, ref=str(tmp_path / "ref.npz"), fid_kimg=0.016, fid_n=8,
+                                 fid_share=share), scorer=SlowScorer())
         rows = [json.loads(x) for x in (out / "stats.jsonl").read_text().splitlines()]
         counts[share] = [r["kimg"] for r in rows if "fid" in r]
+        assert (out / "best.pt").is_file() == bool(counts[share]) and (res.best is None) == (not counts[share])
     assert counts[0.0] == [0.016, 0.032, 0.048, 0.064, 0.08, 0.096]  # every --fid-kimg
-    assert counts[0.1][0] == 0.016 and counts[0.1][-1] == 0.096 and len(counts[0.1]) < 6  # first, last, fewer
-    # the rule itself: 300 img/s and a 45-s score at a 10 % share -> 121.5 kimg -> the next multiple of 50
-    cfg = tiny(cache, tmp_path / "x", kimg=1, fid_kimg=50.0)
-    assert fid_interval(cfg, 300.0, 45.0) == 150.0
-    assert fid_interval(cfg, 300.0, 45.0, distributed=True) == 50.0
-    assert fid_interval(cfg, 17000.0, 0.2) == 50.0  # a fast GPU score: the plain interval
+    # 0.6 s (this score and the final one) never fits in 10 % of a few ms of training
+    assert counts[0.1] == []
+    said = capsys.readouterr().out
+    assert "FID@8 takes about" in said and "--fid-share 0.1" in said and "a single score would choose nothing" in said
+
+
+def test_fid_budget_rule():
+    """Score along the way only when the time spent on FID, this score and the final one fit
+    in --fid-share of the elapsed time; the final only when an earlier score exists."""
+    from types import SimpleNamespace
+
+    from facegan.train.loop import _Run
+
+    said = []
+    hook = SimpleNamespace(estimate_s=lambda G: 45.0)
+    run = SimpleNamespace(cfg=SimpleNamespace(fid_share=0.1, fid_n=1000), progress=SimpleNamespace(elapsed=0.0, best_fid=None),
+                          fid_hook=hook, info=SimpleNamespace(distributed=False, world_size=1), sampling=lambda step: None,
+                          fid_spent=0.0, fid_wait_said=False, total_s=3600.0,
+                          mon=SimpleNamespace(message=said.append))
+    run.progress.step = 0
+    run.progress.elapsed = 899.0  # 10 % of 899 s < 45 + 45
+    assert not _Run.fid_due(run, final=False)
+    assert said == ["FID@1000 takes about 45 s here; --fid-share 0.1 keeps scoring to 10% of the time, "
+                    "so the first score comes after about 15 min of training"]
+    run.progress.elapsed = 900.0
+    assert _Run.fid_due(run, final=False)
+    run.fid_spent = 45.0
+    assert not _Run.fid_due(run, final=False) and len(said) == 1  # said once
+    run.progress.elapsed = 1350.0
+    assert _Run.fid_due(run, final=False)
+    assert not _Run.fid_due(run, final=True)  # nothing scored yet: a lone final score chooses nothing
+    run.progress.best_fid = 80.0
+    assert _Run.fid_due(run, final=True)
+    run.cfg.fid_share = 0.0  # every --fid-kimg regardless
+    run.progress.elapsed, run.fid_spent = 1.0, 1e6
+    assert _Run.fid_due(run, final=False)
 
 
 def test_first_tick_comes_early_and_the_last_partial_tick_is_logged(cache, tmp_path, monkeypatch):
