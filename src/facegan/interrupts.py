@@ -83,22 +83,29 @@ class Interrupts:
         signal.set_wakeup_fd(self._old_fd)
         r, w = self._pipe
         self._pipe = None
-        os.close(w)  # the watcher's read returns b"" and the thread ends
-        with contextlib.suppress(OSError):
-            os.close(r)
+        # Only the watcher closes the read end (on the b"" that closing this end gives it): were
+        # it closed here, its number could be reused by a file (a checkpoint being read) before
+        # the watcher's next read, which would then steal that file's bytes.
+        os.close(w)
 
     # --- the two halves: C-level wake-up (thread) and Python-level handler (main) -------------
     def _watch(self, r: int) -> None:
-        while True:
-            try:
-                data = os.read(r, 64)
-            except OSError:
-                return
-            if not data:
-                return
-            for signum in data:
-                if signum in (signal.SIGINT, signal.SIGTERM):
-                    self._answer(signum)
+        try:
+            while True:
+                try:
+                    data = os.read(r, 64)
+                except InterruptedError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                for signum in data:
+                    if signum in (signal.SIGINT, signal.SIGTERM):
+                        self._answer(signum)
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(r)
 
     def _answer(self, signum: int) -> None:
         """Runs in the watcher thread the moment a signal arrives."""
