@@ -287,10 +287,31 @@ def test_train_on_a_folder_of_photos_says_which_prepare_to_run(tmp_path, capsys)
     from facegan.cli import main
 
     (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "000001.jpg").write_bytes(b"not decoded here")
     assert main(["train", "--data", str(tmp_path / "photos"), "--out", str(tmp_path / "r"), "--kimg", "1"]) == 2
     err = capsys.readouterr().err
     assert f"facegan prepare {tmp_path / 'photos'} -o {tmp_path / 'photos64.npy'}" in err
     assert "Errno" not in err and "Traceback" not in err
+
+
+def test_a_folder_holding_the_cache_and_a_cache_given_to_prepare_are_recognised(tmp_path, capsys):
+    """`train --data data` where data/ holds the prepared cache names the cache; `prepare` given
+    that folder or the .npy itself says it is prepared already (not "no images found")."""
+    from facegan.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    np.save(data / "celeba64.npy", np.zeros((2, 8, 8, 3), np.uint8))
+    (data / "celeba64.json").write_text("{}")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--kimg", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"holds the prepared cache {data / 'celeba64.npy'}" in err and f"--data {data / 'celeba64.npy'}" in err
+    assert "facegan prepare" not in err
+    for src in (data, data / "celeba64.npy"):
+        assert main(["prepare", str(src), "-o", str(tmp_path / "x.npy")]) == 2
+        err = capsys.readouterr().err
+        assert f"facegan train --data {data / 'celeba64.npy'}" in err and "no images found" not in err
+    assert not (tmp_path / "x.npy").exists()
 
 
 def test_disk_full_stops_with_one_line_and_keeps_the_last_checkpoint(cache, tmp_path, monkeypatch, capsys):

@@ -164,19 +164,11 @@ def config_for_resume(out: str | Path, given: dict[str, Any]) -> TrainConfig:
 
 
 def check_data_path(data: str) -> None:
-    """Training reads the prepared uint8 cache; photos (a folder, a .zip/.tar) get the exact
-    command that prepares them instead of an OS error."""
-    path = Path(data)
-    suffixes = "".join(path.suffixes[-2:]).lower()
-    if path.is_dir() or suffixes.endswith((".zip", ".tar", ".tar.gz", ".tgz")):
-        cache = path.with_name(path.name.split(".")[0] + "64.npy")
-        raise FaceganError(
-            f"{data}: {'a folder' if path.is_dir() else 'an archive'} of photos, but --data takes the prepared cache "
-            f"(a .npy). Prepare it once with\n  facegan prepare {data} -o {cache}\nthen train with --data {cache} "
-            f"(or let 'facegan run --data {data}' do both)"
-        )
-    if not path.exists():
-        raise FaceganError(f"{data}: no such file (--data takes the .npy cache written by 'facegan prepare')")
+    """Training reads the prepared uint8 cache; anything else gets the command that fits
+    (:func:`facegan.datapaths.check_train_data`)."""
+    from facegan.datapaths import check_train_data
+
+    check_train_data(data)
 
 
 def _check_data(images: np.ndarray, cfg: TrainConfig, world: int) -> None:
