@@ -136,6 +136,14 @@ def test_stats_floor_needs_enough_images_and_says_so_before_any_work(tmp_path, s
     assert stand_in.images_seen == 0
 
 
+def test_fid_floor_with_too_few_real_images_fails_before_any_scoring(tmp_path, stand_in, capsys):
+    samples = _write(tmp_path / "s", _faces(6, seed=1))
+    np.save(tmp_path / "few.npy", _faces(7, seed=2))
+    assert main(["fid", str(samples), str(tmp_path / "few.npy"), "--floor", str(tmp_path / "few.npy"), "--quiet"]) == 2
+    assert "7 real images: too few for a floor at 6 samples (needs at least 8" in capsys.readouterr().err
+    assert stand_in.images_seen == 0
+
+
 def test_a_stopped_stats_floor_pass_resumes_to_the_same_floor(tmp_path, stand_in):
     from facegan.fid.floor import floor_keep
     from facegan.fid.resumable import partial_path, resumable_summary

@@ -54,8 +54,8 @@ class RunConfig:
     """length of training in thousands of images shown to D"""
     split: Literal["all", "train", "valid", "test"] = "all"
     """CelebA split to train on (ignored for plain folders)"""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """where to train, sample and score: auto picks cuda when available"""
+    device: str = "auto"
+    """where to train, sample and score: auto, cpu, cuda or cuda:N; auto picks cuda when available"""
     seed: int = 0
     """seed of the training run and of the reference subset"""
     n: int = 1000
@@ -65,11 +65,11 @@ class RunConfig:
     ref_n: int = 10000
     """at most this many prepared photos (a seeded random subset) make the reference statistics"""
     fid_kimg: float | None = None
-    """score FID@n every this many thousand images while training (best.pt keeps the best; None: the training default, 50, or the preset's)"""
+    """score FID@n every this many thousand images while training (best.pt keeps the best; not given: 50, or the preset's)"""
     preset: str | None = None
-    """training recipe (facegan.train.presets): dcgan (the brief's), cpu, gpu; None: the training defaults (= dcgan)"""
+    """training recipe: dcgan (the brief's, also when not given), cpu, gpu (see 'facegan train --help')"""
     threads: int | None = None
-    """CPU threads for torch (None: one per core; on a CPU shared with other jobs 1 can be much faster)"""
+    """CPU threads for torch (not given: measured by the speed check; on a CPU shared with other jobs 1 can be much faster)"""
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,6 +77,10 @@ class RunConfig:
             problems.append("--out (the run folder) is required")
         if self.minutes is None and self.kimg is None:
             self.minutes = 60.0
+        from facegan.devices import device_problem
+
+        if device_problem(self.device):
+            problems.append(device_problem(self.device))
         if self.n < 2:
             problems.append(f"--n must be at least 2 (FID needs 2 images), got {self.n}")
         if self.ref_n < 2:

@@ -8,7 +8,7 @@ _TERMINAL_PROBLEMS = 3  # per rejected row; every one is in scores.csv / scores.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from facegan.devices import DEVICE_CHOICES
+    from facegan.devices import DEVICE_METAVAR, device_arg
 
     p = sub.add_parser(
         "grade",
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-images", default=None, metavar="NPY",
                    help="the training photos as a uint8 .npy ('facegan prepare' output): count the images of each "
                         "submission that are (near-)copies of them (also mirrored, re-encoded, shifted)")
-    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="where the Inception network runs (default: auto)")
+    p.add_argument("--device", type=device_arg, metavar=DEVICE_METAVAR, default="auto", help="where the Inception network runs (default: auto)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for scoring (default: PyTorch's; on a shared machine fewer can be faster)")
     p.add_argument("--weights", default=None, help="FID Inception weights file (default: found offline as for 'facegan fid')")

@@ -280,6 +280,13 @@ def compare(
             floor_n = loaded["a"].n
             if not floor_n:
                 raise FaceganError(f"{labels['a']}: sample count unknown; give the floor's sample size")
+        # too few real images: said now, not after every image has been through the network
+        n_sample = floor_n if floor_n is not None else images["a"].count
+        n_real = (images[floor_side] if floor_side is not None else real).count
+        if n_real - n_sample < 2:
+            raise FaceganError(
+                f"{floor_src}: {n_real} real images: too few for a floor at {n_sample} samples (needs at least "
+                f"{n_sample + 2}: {n_sample} scored like the samples, the rest as the reference)")
     tap = None
     if copy_index is not None:
         if images["a"] is None:

@@ -66,6 +66,11 @@ def resolve(name: str | None, given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def describe() -> str:
-    """The presets as lines for --help."""
-    return "\n".join(f"  {name:<6} {p.summary}" for name, p in PRESETS.items())
+def describe(width: int | None = None) -> str:
+    """The presets as lines for --help (wrapped to ``width`` columns when given)."""
+    import textwrap
+
+    if width is None:
+        return "\n".join(f"  {name:<6} {p.summary}" for name, p in PRESETS.items())
+    return "\n".join(textwrap.fill(p.summary, width, initial_indent=f"  {name:<6} ", subsequent_indent=" " * 9)
+                     for name, p in PRESETS.items())
