@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=int, default=1000, help="images each submission must hold (default: 1000)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (default: 64)")
     p.add_argument("--target", type=float, default=None, metavar="FID",
-                   help="the FID to reach (the brief: 20): adds a pass/fail column and a summary of who passes; "
+                   help="pass below this FID (the brief: 20, strictly below): adds a pass/fail column and a summary of who passes; "
                         "a submission that meets it but holds copies of training photos is marked 'review'")
     p.add_argument("--train-images", default=None, metavar="NPY",
                    help="the training photos as a uint8 .npy ('facegan prepare' output): count the images of each "
