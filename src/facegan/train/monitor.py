@@ -200,9 +200,11 @@ class Monitor:
         scalars = "  ".join(f"{label} {record[k]:.3f}" for k, label in TICK_LABELS.items() if k in record)
         short = f"kimg {record['kimg']:.1f}  {record['img_per_s']:.0f} img/s  {scalars}" + (
             f"  ETA {format_duration(eta)}" if eta is not None else "")
-        if self.bar is not None:
+        if self.bar is not None:  # short, so the bar keeps its width: the rest is in stats.jsonl
+            losses = ", ".join(f"{TICK_LABELS[k]} {record[k]:.2f}" for k in ("loss_d", "loss_g") if k in record)
             self.bar.set_postfix_str(
-                (f"kimg {record['kimg']:.1f}, " if self.by_time else "") + f"{record['img_per_s']:.0f} img/s {scalars}"
+                (f"kimg {record['kimg']:.1f}, " if self.by_time else "") + f"{record['img_per_s']:.0f} img/s"
+                + (f", {losses}" if losses else "")
             )
         else:
             print(short, flush=True)
