@@ -119,8 +119,13 @@ def test_minutes_limit_stops_the_run(cache, tmp_path):
     assert load(tmp_path / "r" / "last.pt")["elapsed"] >= 0.6
 
 
-def test_fid_while_training_keeps_best(cache, tmp_path):
+def test_fid_while_training_keeps_best(cache, tmp_path, capsys, monkeypatch):
+    """... and each long phase says what it does first: the score (with its expected time once
+    one was measured) and a BatchNorm re-estimation expected to take a while."""
+    from facegan.train.loop import SamplingModel
     from test_train_parts import MeanColourScorer
+
+    monkeypatch.setattr(SamplingModel, "SAY_FIRST_S", 0.0)  # tiny models: "a while" is any time
 
     scorer = MeanColourScorer()
     ref = scorer.statistics(np.load(cache))
@@ -135,6 +140,10 @@ def test_fid_while_training_keeps_best(cache, tmp_path):
     assert res.best_fid == min(r["fid"] for r in fids)
     best = load(tmp_path / "r" / "best.pt")
     assert best["best_fid"] == res.best_fid and best["nimg"] / 1000 == best["best_kimg"]
+    said = capsys.readouterr().out
+    assert said.count("FID@20 at kimg") == 3 and "sampling 20 images and scoring them with Inception" in said
+    assert "(about 0 s, like the last one)" in said and "target 20" in said
+    assert said.count("re-estimating the EMA generator's BatchNorm statistics (2 batches of 128") == 1
 
 
 REAL_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared/data/celeba-10k"
