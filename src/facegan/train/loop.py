@@ -485,7 +485,12 @@ class _Run:
             return dist_util.any_rank(pr.best_fid is not None, self.info)
         if cfg.fid_share <= 0 or self.info.distributed or hook is None:
             return True
+        if hook.last_s is None and not self.fid_wait_said:
+            self.mon.message(f"FID@{cfg.fid_n}: loading the Inception network and timing it on a few images, to "
+                             f"keep scoring within --fid-share {cfg.fid_share:g} of the time ...")
+        t = time.perf_counter()
         est = hook.estimate_s(self.sampling(pr.step))
+        self.fid_spent += time.perf_counter() - t  # timing it (once) is time spent on FID too
         ok = self.fid_spent + 2 * est <= cfg.fid_share * pr.elapsed
         if not ok and not self.fid_wait_said:
             self.fid_wait_said = True

@@ -47,6 +47,7 @@ class FidHook:
         self._scorer = scorer
         self.last_s: float | None = None
         """seconds the last score took (None before the first)"""
+        self._probed: float | None = None
 
     def describe_ref(self) -> str:
         """``ref.npz (10000 photos)``, or ``(reference of unknown size)`` for a bare pytorch-fid file."""
@@ -66,13 +67,14 @@ class FidHook:
         first call also loads the Inception network, which is not counted)."""
         if self.last_s is not None:
             return self.last_s
-        scorer = self.scorer
-        k = min(self.n, PROBE_IMAGES)
-        if k < 2:
-            return 0.0
-        t = time.perf_counter()
-        scorer.statistics(GeneratorSampler(generator, device=self.device)(self.seeds[:k]))
-        return (time.perf_counter() - t) * self.n / k
+        if self._probed is None:
+            scorer = self.scorer
+            k = min(self.n, PROBE_IMAGES)
+            t = time.perf_counter()
+            if k >= 2:
+                scorer.statistics(GeneratorSampler(generator, device=self.device)(self.seeds[:k]))
+            self._probed = (time.perf_counter() - t) * self.n / max(k, 1)
+        return self._probed
 
     def __call__(self, generator: nn.Module) -> float:
         from facegan.fid import frechet_distance
