@@ -69,8 +69,9 @@ class Interrupts:
             os.close(w)
             return False
         self._pipe = (r, w)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
+        # SIGINT only: SIGTERM keeps its default (end the process) outside training and the
+        # speed check, which take it over themselves (_take_sigterm)
+        self._old[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
         threading.Thread(target=self._watch, args=(r,), name="facegan-interrupts", daemon=True).start()
         return True
 
@@ -146,6 +147,19 @@ class Interrupts:
 STATE = Interrupts()
 
 
+@contextlib.contextmanager
+def _take_sigterm() -> Iterator[None]:
+    """SIGTERM handled like Ctrl-C for the length of a phase (main thread only)."""
+    if threading.current_thread() is not threading.main_thread() or STATE._pipe is None:
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, STATE._handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def _say(text: str) -> None:
     """A line on stderr straight from the watcher thread (no Python buffer, no lock: the main
     thread may be holding them); starts on a fresh line in case a progress bar is drawn."""
@@ -174,7 +188,8 @@ def phase(name: str, *, save: bool = False) -> Iterator[None]:
     STATE.mode, STATE.phase_name = "nothing-to-save", name
     STATE._phase_done.clear()
     try:
-        yield
+        with _take_sigterm():
+            yield
     finally:
         STATE.mode, STATE.phase_name = before
         STATE._phase_done.set()
@@ -191,7 +206,8 @@ def training() -> Iterator[Interrupts]:
     STATE.mode, STATE.received, STATE.count = "training", None, 0
     STATE.quit_after_write, STATE.last_good = False, ""
     try:
-        yield STATE
+        with _take_sigterm():
+            yield STATE
     finally:
         STATE.mode, STATE.abortable = before, False
         if mine:
