@@ -122,8 +122,8 @@ class Interrupts:
         if mode != "training":
             return
         if count == 1:
-            _say("facegan: stopping: saving last.pt first (a few seconds; "
-                 "press Ctrl-C again to quit without saving)")
+            _say("facegan: stopping: saving last.pt once the current step is done "
+                 "(press Ctrl-C again to quit without saving)")
             return
         with self._lock:
             if self.write_path is not None:
