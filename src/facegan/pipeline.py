@@ -312,7 +312,8 @@ def _report(run: RunResult, n_samples: int, floor: dict | None, archive_bytes: i
     log(f"  samples   {samples}/  (grid: {out}/grid-*.png, curves: {out}/curves.png)")
     how = f"{archive_bytes / 1e6:.1f} MB, verified" if archive_bytes is not None else "packed and verified in an earlier run"
     log(f"  archive   {archive}  ({how})")
-    log(f"  run       {out}/  (config.json, stats.jsonl, last.pt, best.pt, score.json)")
+    kept = ", best.pt" if (out / "best.pt").is_file() else ""
+    log(f"  run       {out}/  (config.json, stats.jsonl, last.pt{kept}, score.json)")
     if cfg.student == "student_number":
         log("  rename the archive to your student number, or rerun with --student 20251234")
     return run

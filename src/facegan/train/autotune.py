@@ -283,12 +283,14 @@ def _announcing(log: Callable[[str], None]) -> Callable[[Any, np.ndarray, Choice
     def timer(cfg: Any, images: np.ndarray, choice: Choice) -> float:
         if not said:
             said.append(True)
-            log(f"speed check: timing a few training steps of each setting (about {PROBE_SECONDS + 1:.0f}-"
-                f"{2 * PROBE_SLOW_STEP:.0f} s each, more if one step is slower; the answer is kept for this "
-                "machine; Ctrl-C stops)")
+            log("speed check: a warm-up step and ~2 s of training steps for each setting tried, at most 4 (about "
+                f"{PROBE_SECONDS + 1:.0f}-{2 * PROBE_SLOW_STEP:.0f} s each; two steps' time when one step is slower; "
+                "kept for this machine, so only the first run pays; Ctrl-C stops)")
         t = time.perf_counter()
         rate = _time_candidate(cfg, images, choice)
-        log(f"  {choice.describe()}: {rate:.0f} img/s ({time.perf_counter() - t:.0f} s)")
+        spent = time.perf_counter() - t
+        said.append(spent)
+        log(f"  {choice.describe()}: {rate:.0f} img/s ({spent:.0f} s)")
         return rate
 
     return timer
