@@ -87,3 +87,15 @@ def test_export_writes_a_small_generator_that_sample_reads(run, tmp_path, capsys
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]  # the same EMA faces
     assert main(["sample", str(tmp_path / "g.pt"), "-n", "2", "-o", str(tmp_path / "c"), "--which", "g"]) == 2
     assert "only one generator; use --which ema" in capsys.readouterr().err
+
+
+def test_long_sampling_says_how_long_after_its_first_batch(capsys, monkeypatch):
+    import facegan.models.sampling as sampling
+
+    G = create_generator("dcgan", z_dim=8, ngf=4, resolution=16)
+    monkeypatch.setattr(sampling, "SAY_SAMPLING_S", -1.0)  # tiny model: any time counts as long
+    generate(G, list(range(10)), batch_size=4, progress=True)
+    assert capsys.readouterr().out.count("sampling 10 images: about") == 1
+    monkeypatch.setattr(sampling, "SAY_SAMPLING_S", 1e9)
+    generate(G, list(range(10)), batch_size=4, progress=True)
+    assert "sampling" not in capsys.readouterr().out

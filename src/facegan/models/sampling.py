@@ -27,6 +27,8 @@ from torch import nn
 #: First seed of the images scored while training (checkpoint selection): disjoint from the
 #: 0 … n-1 that ``facegan sample`` writes by default.
 SELECTION_SEED_BASE = 1_000_000
+#: Sampling expected to take longer than this (seconds) says so after its first batch.
+SAY_SAMPLING_S = 10.0
 #: First seed of the noise used to re-estimate BatchNorm statistics.
 BN_SEED_BASE = 2_000_000
 
@@ -88,14 +90,21 @@ class GeneratorSampler:
         g.eval()
         out = []
         starts: Iterable[int] = range(0, len(seeds), self.batch_size)
+        bar = None
         if self.progress:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="sample", unit="batch", disable=None)  # None: off when not a terminal
+            starts = bar = tqdm(starts, desc="sample", unit="batch", disable=None)  # None: off when not a terminal
+        t0 = time.perf_counter()
         try:
             for i in starts:
                 z = noise_for_seeds(seeds[i : i + self.batch_size], g.z_dim).to(self.device)
                 out.append(to_uint8(g(z)))  # (B, H, W, 3)
+                if self.progress and i == 0 and len(seeds) > self.batch_size:
+                    total = (time.perf_counter() - t0) * len(seeds) / len(out[0])
+                    if total > SAY_SAMPLING_S:  # long enough to wonder about: said once, on or off a terminal
+                        text = f"sampling {len(seeds)} images: about {total:.0f} s"
+                        bar.write(text) if bar is not None and not bar.disable else print(text, flush=True)
         finally:
             g.train(was_training)
         return np.concatenate(out) if out else np.empty((0, self.resolution, self.resolution, 3), np.uint8)
