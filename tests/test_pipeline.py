@@ -70,6 +70,7 @@ def test_run_makes_every_product_and_a_rerun_resumes(photos, tmp_path):
     assert "[4/6] sample" in "\n".join(lines)
 
 
+@pytest.mark.slow
 def test_a_short_run_scores_once_and_always_shows_floor_and_target(photos, tmp_path, capsys):
     """A run too short for a second score: no FID while training (alone it would choose nothing),
     the samples are scored once; with too few photos for a floor, it says so instead of nothing."""

@@ -128,6 +128,7 @@ def _read_until(stream, marker, proc, limit=120):
     pytest.fail(f"no {marker!r} in {''.join(seen)}")
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_acknowledged_during_a_long_step_and_the_run_saves(tmp_path):
     proc = _child(tmp_path, "step", "--precision", "fp32", "--matmul-convs", "off", "--threads", "1")
     _read_until(proc.stderr, "STUCK", proc)
@@ -141,6 +142,7 @@ def test_ctrl_c_is_acknowledged_during_a_long_step_and_the_run_saves(tmp_path):
     assert load(tmp_path / "run" / "last.pt")["step"] >= 3
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_while_last_pt_is_written_keeps_it(tmp_path):
     proc = _child(tmp_path, "write", "--precision", "fp32", "--matmul-convs", "off", "--threads", "1")
     _wait_for_ticks(tmp_path / "run", proc, n=1)
@@ -153,6 +155,7 @@ def test_a_second_ctrl_c_while_last_pt_is_written_keeps_it(tmp_path):
     assert load(tmp_path / "run" / "last.pt")["step"] >= 1  # complete and readable
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_quits_at_once_and_keeps_the_last_good_checkpoint(tmp_path):
     proc = _child(tmp_path, "step", "--precision", "fp32", "--matmul-convs", "off", "--threads", "1",
                   "--ckpt-minutes", "0.0001")  # a last.pt at every tick
@@ -169,6 +172,7 @@ def test_a_second_ctrl_c_quits_at_once_and_keeps_the_last_good_checkpoint(tmp_pa
     assert load(tmp_path / "run" / "last.pt")["step"] == good
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_the_speed_check_stops_at_once(tmp_path):
     proc = _child(tmp_path, "tune")  # precision/matmul/threads left to auto: the check runs
     _read_until(proc.stderr, "STUCK", proc)
