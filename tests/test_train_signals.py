@@ -177,7 +177,7 @@ def test_ctrl_c_during_the_speed_check_stops_at_once(tmp_path):
     proc = _child(tmp_path, "tune")  # precision/matmul/threads left to auto: the check runs
     _read_until(proc.stderr, "STUCK", proc)
     out_so_far = proc.stdout.readline()
-    assert out_so_far.startswith("speed check: a warm-up step") and " s each" in out_so_far  # said first, with a duration
+    assert out_so_far.startswith("speed check: a warm-up step") and " s each" in out_so_far  # said first, with its time
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)  # the "call" would last 60 s
     assert "stopping the speed check (nothing to save yet)" in stderr and "UNSTUCK" not in stderr

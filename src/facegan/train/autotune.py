@@ -283,9 +283,10 @@ def _announcing(log: Callable[[str], None]) -> Callable[[Any, np.ndarray, Choice
     def timer(cfg: Any, images: np.ndarray, choice: Choice) -> float:
         if not said:
             said.append(True)
-            log("speed check: a warm-up step and ~2 s of training steps for each setting tried, at most 4 (about "
-                f"{PROBE_SECONDS + 1:.0f}-{2 * PROBE_SLOW_STEP:.0f} s each; two steps' time when one step is slower; "
-                "kept for this machine, so only the first run pays; Ctrl-C stops)")
+            log("speed check: a warm-up step + ~2 s of steps for each setting tried (at most 4), about "
+                f"{PROBE_SECONDS + 1:.0f}-{2 * PROBE_SLOW_STEP:.0f} s each\n"
+                "  (two steps when one step is slower); kept for this machine, so only the first run pays; "
+                "Ctrl-C stops")
         t = time.perf_counter()
         rate = _time_candidate(cfg, images, choice)
         spent = time.perf_counter() - t

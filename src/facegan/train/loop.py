@@ -514,7 +514,6 @@ class _Run:
     def train(self) -> TrainResult:
         cfg, info, p, pr, mon = self.cfg, self.info, self.parts, self.progress, self.mon
         device = info.device
-        self.announce()
         next_tick = _next_multiple(pr.nimg, cfg.tick_kimg)
         next_grid = _next_multiple(pr.nimg, cfg.grid_kimg)
         next_fid = _next_multiple(pr.nimg, cfg.fid_kimg)
@@ -543,6 +542,7 @@ class _Run:
 
         with interrupts.training() as stop:
             try:
+                self.announce()
                 while True:
                     pr.elapsed = elapsed0 + time.perf_counter() - t_run
                     finished = (self.total_img is not None and pr.nimg >= self.total_img) or \

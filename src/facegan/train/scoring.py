@@ -95,6 +95,13 @@ def inception_seconds(scorer: Any, n: int, size: int = 64) -> float:
     """About how many seconds ``scorer`` needs for ``n`` images of ``size`` px: a few are timed
     (blank ones: the network's cost does not depend on the pixels)."""
     k = min(max(n, 2), PROBE_IMAGES)
-    t = time.perf_counter()
-    scorer.statistics(np.zeros((k, size, size, 3), np.uint8))
-    return (time.perf_counter() - t) * n / k
+    shown = getattr(scorer, "progress", None)
+    if shown:
+        scorer.progress = False  # no flash of a progress bar for a few images
+    try:
+        t = time.perf_counter()
+        scorer.statistics(np.zeros((k, size, size, 3), np.uint8))
+        return (time.perf_counter() - t) * n / k
+    finally:
+        if shown:
+            scorer.progress = shown
