@@ -217,7 +217,8 @@ def train_step(cfg: RunConfig, cache: Path, ref: Path, out: Path, log: Callable[
         tcfg = TrainConfig(**resolve(cfg.preset, given))
         result = training_loop(tcfg, tuned=tune_run(tcfg, log))
     if result.status != "done":
-        raise KeyboardInterrupt  # the checkpoint is written; the CLI says how to go on
+        log(f"      stopped; run the same 'facegan run' command again to continue from {out / 'last.pt'}")
+        raise KeyboardInterrupt  # the checkpoint is written
     if not result.trained_img:
         more = (f"--minutes {math.ceil(result.elapsed / 60 + 30)}" if cfg.minutes is not None
                 else f"--kimg {result.nimg / 1000 + 100:g}")
