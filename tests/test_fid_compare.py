@@ -86,8 +86,9 @@ def test_small_sides_and_other_sizes_are_warned_about(tmp_path, stand_in):
     np.save(tmp_path / "b.npy", _faces(20, seed=3))
     result = compare(a, tmp_path / "b.npy", stand_in, kid_subsets=0)
     small = [w for w in result.warnings if "fewer than 2048" in w]
-    assert len(small) == 2 and small[0].startswith(f"A ({a}) has 10 images") and "rank-deficient" in small[0]
-    assert "floor" in small[0]
+    # said once for both sides, and short (it used to be two 280-character lines)
+    assert small == [f"A ({a}) 10 and B ({tmp_path / 'b.npy'}) 20 images, fewer than 2048: FID is exact but "
+                     "biased upwards at this size; compare it with the real-data floor (--floor REAL)"]
     (size,) = [w for w in result.warnings if "not 64x64" in w]
     assert size.startswith(f"A ({a}): images of 32x32 (8)")  # B's 64x64 images are fine
     quiet = compare(tmp_path / "b.npy", tmp_path / "b.npy", stand_in, kid_subsets=0, expect_size=None)
@@ -135,6 +136,14 @@ def test_stats_floor_needs_enough_images_and_says_so_before_any_work(tmp_path, s
     np.save(tmp_path / "few.npy", _faces(5))
     assert main(["stats", str(tmp_path / "few.npy"), "-o", str(tmp_path / "r.npz"), "--floor", "--quiet"]) == 2
     assert "5 images: too few for a floor at 1000 samples" in capsys.readouterr().err
+    assert stand_in.images_seen == 0
+
+
+def test_fid_floor_with_too_few_real_images_fails_before_any_scoring(tmp_path, stand_in, capsys):
+    samples = _write(tmp_path / "s", _faces(6, seed=1))
+    np.save(tmp_path / "few.npy", _faces(7, seed=2))
+    assert main(["fid", str(samples), str(tmp_path / "few.npy"), "--floor", str(tmp_path / "few.npy"), "--quiet"]) == 2
+    assert "7 real images: too few for a floor at 6 samples (needs at least 8" in capsys.readouterr().err
     assert stand_in.images_seen == 0
 
 

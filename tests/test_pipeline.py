@@ -30,9 +30,9 @@ def photos(tmp_path):
 def test_run_makes_every_product_and_a_rerun_resumes(photos, tmp_path):
     out = tmp_path / "run"
     cfg = RunConfig(data=str(photos), out=str(out), student="20251234", kimg=0.064, n=20, ref_n=60,
-                    fid_kimg=0.064, device="cpu")
+                    fid_kimg=0.032, device="cpu")
     lines: list[str] = []
-    res = run_pipeline(cfg, log=lines.append, train_overrides=TINY)
+    res = run_pipeline(cfg, log=lines.append, train_overrides={**TINY, "fid_share": 0})
 
     cache = np.load(out / "cache64.npy", mmap_mode="r")
     assert cache.shape == (60, 64, 64, 3)
@@ -47,14 +47,15 @@ def test_run_makes_every_product_and_a_rerun_resumes(photos, tmp_path):
     # 60 photos, 20 per split: two disjoint real-vs-rest splits give the floor beside the score
     assert score["floor"]["n_sample"] == 20 and score["floor"]["splits"] == 2
     assert any(line.startswith("FID@20 = ") and "real photos score" in line for line in lines)
+    assert any(line.strip().startswith("target    FID@1k below 20 (the brief)") for line in lines)
     # the floor travels in ref.npz, so training logs it beside every FID it measures
     logged = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
     fids = [rec for rec in logged if "fid" in rec]
-    assert fids and all(rec["fid_floor"] == pytest.approx(score["floor"]["mean"]) for rec in fids)
+    assert [rec["kimg"] for rec in fids] == [0.032, 0.064] and all(rec["fid_floor"] == pytest.approx(score["floor"]["mean"]) for rec in fids)
 
     # Second call: cache and reference reused, training resumed (already at its length).
     lines.clear()
-    again = run_pipeline(cfg, log=lines.append, train_overrides=TINY)
+    again = run_pipeline(cfg, log=lines.append, train_overrides={**TINY, "fid_share": 0})
     text = "\n".join(lines)
     assert "prepare: reusing" in text and "reference: reusing" in text and "train: resuming" in text
     assert "already trained" in text and "pass --kimg" in text  # it says how to train on
@@ -64,8 +65,27 @@ def test_run_makes_every_product_and_a_rerun_resumes(photos, tmp_path):
     ckpt = res.checkpoint
     ckpt.write_bytes(ckpt.read_bytes())  # same bytes: still reused
     lines.clear()
-    run_pipeline(RunConfig(**{**cfg.__dict__, "kimg": 0.096}), log=lines.append, train_overrides=TINY)
+    run_pipeline(RunConfig(**{**cfg.__dict__, "kimg": 0.096}), log=lines.append,
+                 train_overrides={**TINY, "fid_share": 0})
     assert "[4/6] sample" in "\n".join(lines)
+
+
+@pytest.mark.slow
+def test_a_short_run_scores_once_and_always_shows_floor_and_target(photos, tmp_path, capsys):
+    """A run too short for a second score: no FID while training (alone it would choose nothing),
+    the samples are scored once; with too few photos for a floor, it says so instead of nothing."""
+    out = tmp_path / "run"
+    cfg = RunConfig(data=str(photos), out=str(out), kimg=0.032, n=40, ref_n=60, device="cpu")
+    lines: list[str] = []
+    run_pipeline(cfg, log=lines.append, train_overrides=TINY)
+    logged = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+    assert not [rec for rec in logged if "fid" in rec] and not (out / "best.pt").exists()
+    assert "a single score would choose nothing" in capsys.readouterr().out
+    text = "\n".join(lines)
+    assert "no real-data floor: it needs at least 80 photos" in text
+    assert "real-data floor not measured (needs 80 photos" in text
+    assert "target    FID@1k below 20 (the brief)" in text
+    assert "Inception on 40 samples: about" in text and "Inception on 60 photos: about" in text
 
 
 def test_run_with_a_preset_end_to_end(photos, tmp_path):

@@ -58,6 +58,10 @@ def test_sample_command_writes_pngs(run, tmp_path, capsys):
     assert main(["sample", str(run), "-n", "12", "-o", str(out)]) == 2
     assert "already holds 12 images" in capsys.readouterr().err
     assert main(["sample", str(run), "-n", "12", "-o", str(out), "--overwrite", "--which", "g"]) == 0
+    # given the run folder, it names the checkpoint it read (best.pt when there is one, else last.pt)
+    said = capsys.readouterr().out
+    picked = run / "best.pt" if (run / "best.pt").is_file() else run / "last.pt"
+    assert f"12 images from the raw generator of {picked} -> {out}" in said and f"from {picked} in" in said
 
 
 def test_ema_and_raw_generator_differ_and_missing_ema_is_explained(run, tmp_path):
@@ -83,3 +87,15 @@ def test_export_writes_a_small_generator_that_sample_reads(run, tmp_path, capsys
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]  # the same EMA faces
     assert main(["sample", str(tmp_path / "g.pt"), "-n", "2", "-o", str(tmp_path / "c"), "--which", "g"]) == 2
     assert "only one generator; use --which ema" in capsys.readouterr().err
+
+
+def test_long_sampling_says_how_long_after_its_first_batch(capsys, monkeypatch):
+    import facegan.models.sampling as sampling
+
+    G = create_generator("dcgan", z_dim=8, ngf=4, resolution=16)
+    monkeypatch.setattr(sampling, "SAY_SAMPLING_S", -1.0)  # tiny model: any time counts as long
+    generate(G, list(range(10)), batch_size=4, progress=True)
+    assert capsys.readouterr().out.count("sampling 10 images: about") == 1
+    monkeypatch.setattr(sampling, "SAY_SAMPLING_S", 1e9)
+    generate(G, list(range(10)), batch_size=4, progress=True)
+    assert "sampling" not in capsys.readouterr().out

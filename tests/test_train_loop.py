@@ -120,8 +120,13 @@ def test_minutes_limit_stops_the_run(cache, tmp_path):
     assert load(tmp_path / "r" / "last.pt")["elapsed"] >= 0.6
 
 
-def test_fid_while_training_keeps_best(cache, tmp_path):
+def test_fid_while_training_keeps_best(cache, tmp_path, capsys, monkeypatch):
+    """... and each long phase says what it does first: the score (with its expected time once
+    one was measured) and a BatchNorm re-estimation expected to take a while."""
+    from facegan.train.loop import SamplingModel
     from test_train_parts import MeanColourScorer
+
+    monkeypatch.setattr(SamplingModel, "SAY_FIRST_S", 0.0)  # tiny models: "a while" is any time
 
     scorer = MeanColourScorer()
     ref = scorer.statistics(np.load(cache))
@@ -136,6 +141,10 @@ def test_fid_while_training_keeps_best(cache, tmp_path):
     assert res.best_fid == min(r["fid"] for r in fids)
     best = load(tmp_path / "r" / "best.pt")
     assert best["best_fid"] == res.best_fid and best["nimg"] / 1000 == best["best_kimg"]
+    said = capsys.readouterr().out
+    assert said.count("FID@20 at kimg") == 3 and "sampling 20 images and scoring them with Inception" in said
+    assert "(about 0 s, like the last one)" in said and "target 20" in said
+    assert said.count("re-estimating the EMA generator's BatchNorm statistics (2 batches of 128") == 1
 
 
 REAL_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared/data/celeba-10k"
@@ -180,35 +189,70 @@ def test_matmul_convs_train_the_same_model(cache, tmp_path, monkeypatch):
                 torch.testing.assert_close(on[part][name], value, rtol=1e-4, atol=1e-5, msg=f"{part}.{name}")
 
 
-def test_slow_scoring_is_spread_out_to_its_share_of_the_time(cache, tmp_path):
-    """A score that takes long next to training (FID on a CPU) comes less often: with
-    --fid-share 0.1 a 0.3-s score after a few ms of training waits for many more images."""
+def test_slow_scoring_keeps_to_its_share_and_a_lone_final_score_is_skipped(cache, tmp_path, capsys):
+    """A score that takes long next to training (FID on a CPU) waits until it fits in
+    --fid-share of the time; and the score at the end, which alone would choose nothing, is
+    skipped (no best.pt). With --fid-share 0: every --fid-kimg, as asked."""
     import time as _time
 
-    from facegan.train.loop import fid_interval
     from test_train_parts import MeanColourScorer
 
     class SlowScorer(MeanColourScorer):
+        fast = True
         def statistics(self, images, **kw):
-            _time.sleep(0.3)
+            _time.sleep(0.3 if self.fast else 1.0)
             return super().statistics(images, **kw)
+
+    class SlowerScorer(SlowScorer):
+        fast = False
 
     ref = MeanColourScorer().statistics(np.load(cache))
     np.savez(tmp_path / "ref.npz", mu=ref.mu, sigma=ref.sigma)
     counts = {}
     for share in (0.0, 0.1):
         out = tmp_path / f"share{share}"
-        training_loop(tiny(cache, out, kimg=0.096, ref=str(tmp_path / "ref.npz"), fid_kimg=0.016, fid_n=8,
-                           fid_share=share), scorer=SlowScorer())
+        res = training_loop(tiny(cache, out, kimg=0.096, ref=str(tmp_path / "ref.npz"), fid_kimg=0.016, fid_n=8,
+                                 fid_share=share), scorer=SlowScorer() if share == 0 else SlowerScorer())
         rows = [json.loads(x) for x in (out / "stats.jsonl").read_text().splitlines()]
         counts[share] = [r["kimg"] for r in rows if "fid" in r]
+        assert (out / "best.pt").is_file() == bool(counts[share]) and (res.best is None) == (not counts[share])
     assert counts[0.0] == [0.016, 0.032, 0.048, 0.064, 0.08, 0.096]  # every --fid-kimg
-    assert counts[0.1][0] == 0.016 and counts[0.1][-1] == 0.096 and len(counts[0.1]) < 6  # first, last, fewer
-    # the rule itself: 300 img/s and a 45-s score at a 10 % share -> 121.5 kimg -> the next multiple of 50
-    cfg = tiny(cache, tmp_path / "x", kimg=1, fid_kimg=50.0)
-    assert fid_interval(cfg, 300.0, 45.0) == 150.0
-    assert fid_interval(cfg, 300.0, 45.0, distributed=True) == 50.0
-    assert fid_interval(cfg, 17000.0, 0.2) == 50.0  # a fast GPU score: the plain interval
+    # 2 s (this score and the final one) never fits in 10 % of a few seconds of training
+    assert counts[0.1] == []
+    said = capsys.readouterr().out
+    assert "FID@8 takes about" in said and "--fid-share 0.1" in said and "a single score would choose nothing" in said
+
+
+def test_fid_budget_rule():
+    """Score along the way only when the time spent on FID, this score and the final one fit
+    in --fid-share of the elapsed time; the final only when an earlier score exists."""
+    from types import SimpleNamespace
+
+    from facegan.train.loop import _Run
+
+    said = []
+    hook = SimpleNamespace(estimate_s=lambda G: 45.0, last_s=45.0)
+    run = SimpleNamespace(cfg=SimpleNamespace(fid_share=0.1, fid_n=1000), progress=SimpleNamespace(elapsed=0.0, best_fid=None),
+                          fid_hook=hook, info=SimpleNamespace(distributed=False, world_size=1), sampling=lambda step: None,
+                          fid_spent=0.0, fid_wait_said=False, total_s=3600.0,
+                          mon=SimpleNamespace(message=said.append))
+    run.progress.step = 0
+    run.progress.elapsed = 899.0  # 10 % of 899 s < 45 + 45
+    assert not _Run.fid_due(run, final=False)
+    assert said[-1:] == ["FID@1000 takes about 45 s here; --fid-share 0.1 keeps scoring to 10% of the time, "
+                    "so the first score comes after about 15 min of training"]
+    run.progress.elapsed = 901.0
+    assert _Run.fid_due(run, final=False)
+    run.fid_spent = 45.0
+    assert not _Run.fid_due(run, final=False) and len(said) == 1  # said once
+    run.progress.elapsed = 1351.0
+    assert _Run.fid_due(run, final=False)
+    assert not _Run.fid_due(run, final=True)  # nothing scored yet: a lone final score chooses nothing
+    run.progress.best_fid = 80.0
+    assert _Run.fid_due(run, final=True)
+    run.cfg.fid_share = 0.0  # every --fid-kimg regardless
+    run.progress.elapsed, run.fid_spent = 1.0, 1e6
+    assert _Run.fid_due(run, final=False)
 
 
 def test_first_tick_comes_early_and_the_last_partial_tick_is_logged(cache, tmp_path, monkeypatch):
@@ -257,10 +301,31 @@ def test_train_on_a_folder_of_photos_says_which_prepare_to_run(tmp_path, capsys)
     from facegan.cli import main
 
     (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "000001.jpg").write_bytes(b"not decoded here")
     assert main(["train", "--data", str(tmp_path / "photos"), "--out", str(tmp_path / "r"), "--kimg", "1"]) == 2
     err = capsys.readouterr().err
     assert f"facegan prepare {tmp_path / 'photos'} -o {tmp_path / 'photos64.npy'}" in err
     assert "Errno" not in err and "Traceback" not in err
+
+
+def test_a_folder_holding_the_cache_and_a_cache_given_to_prepare_are_recognised(tmp_path, capsys):
+    """`train --data data` where data/ holds the prepared cache names the cache; `prepare` given
+    that folder or the .npy itself says it is prepared already (not "no images found")."""
+    from facegan.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    np.save(data / "celeba64.npy", np.zeros((2, 8, 8, 3), np.uint8))
+    (data / "celeba64.json").write_text("{}")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--kimg", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"holds the prepared cache {data / 'celeba64.npy'}" in err and f"--data {data / 'celeba64.npy'}" in err
+    assert "facegan prepare" not in err
+    for src in (data, data / "celeba64.npy"):
+        assert main(["prepare", str(src), "-o", str(tmp_path / "x.npy")]) == 2
+        err = capsys.readouterr().err
+        assert f"facegan train --data {data / 'celeba64.npy'}" in err and "no images found" not in err
+    assert not (tmp_path / "x.npy").exists()
 
 
 def test_disk_full_stops_with_one_line_and_keeps_the_last_checkpoint(cache, tmp_path, monkeypatch, capsys):

@@ -288,3 +288,23 @@ def test_monitor_without_tensorboard_still_writes_stats(tmp_path, monkeypatch):
     mon.close()
     assert not (tmp_path / "tb").exists()
     assert json.loads((tmp_path / "stats.jsonl").read_text())["loss_d"] == 0.5
+
+
+def test_curves_draw_the_floor_and_the_brief_target(tmp_path, monkeypatch):
+    """curves.png's FID panel: the score beside the real-data floor and the brief's target of 20."""
+    import json as _json
+
+    import matplotlib.axes
+
+    from facegan.train.monitor import plot_curves
+
+    drawn = []
+    real = matplotlib.axes.Axes.axhline
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline",
+                        lambda self, y=0, *a, **k: drawn.append((y, k.get("label"))) or real(self, y, *a, **k))
+    rows = [{"kimg": 1.0, "img_per_s": 10.0, "loss_d": 1.0, "loss_g": 1.0},
+            {"kimg": 1.0, "fid": 90.0, "fid_n": 1000, "fid_floor": 16.4},
+            {"kimg": 2.0, "fid": 70.0, "fid_n": 1000, "fid_floor": 16.4}]
+    (tmp_path / "stats.jsonl").write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    assert plot_curves(tmp_path / "stats.jsonl", tmp_path / "curves.png").is_file()
+    assert (16.4, "real-data floor 16.4") in drawn and (20.0, "the brief's target 20") in drawn

@@ -88,7 +88,7 @@ def test_a_new_models_options_reach_the_command_line(throwaway_model, tmp_path, 
     from facegan.cli import main
 
     with pytest.raises(SystemExit):
-        main(["train", "--help"])
+        main(["train", "--help-all"])  # the networks' own options: in the full help
     help_text = capsys.readouterr().out
     assert "--g.hidden" in help_text and "throwaway: default 16" in help_text
     code = main(["train", "--data", str(tmp_path / "none.npy"), "--out", str(tmp_path / "r"), "--kimg", "1",

@@ -45,12 +45,39 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if a in COMMANDS), None)
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, but a mistyped command or option is answered by the command's
+    own usage with the nearest spellings ("did you mean --minutes?"), not the top-level usage."""
+    import difflib
+
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first is not None and first not in COMMANDS and not any(a in ("-h", "--help", "--version") for a in argv):
+        close = difflib.get_close_matches(first, COMMANDS, n=2)
+        parser.error(f"unknown command {first!r}" + (f"; did you mean {' or '.join(close)}?" if close else
+                                                     f"; choose from {', '.join(COMMANDS)}"))
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+        word = extras[0]
+        if word.startswith("-"):
+            names = {o.lstrip("-"): o for a in sub._actions for o in a.option_strings}
+            close = [names[c] for c in difflib.get_close_matches(word.split("=", 1)[0].lstrip("-"), names, n=2,
+                                                                 cutoff=0.7)]
+            sub.error(f"unknown option {word}" + (f"; did you mean {' or '.join(close)}?" if close else
+                                                  f"; see 'facegan {args.command} --help'"))
+        sub.error(f"unexpected argument {word!r}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from facegan import interrupts
+
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_of(argv))
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     try:
-        result = args.func(args)
+        with interrupts.installed():
+            result = args.func(args)
     except FaceganError as exc:
         print(f"facegan: error: {exc}", file=sys.stderr)
         return 2

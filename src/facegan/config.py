@@ -70,6 +70,10 @@ def _argument_kwargs(cls: type, f: dataclasses.Field, tp: Any, optional: bool, h
     if typing.get_origin(tp) is Literal:
         choices = typing.get_args(tp)
         kw.update(choices=choices, type=type(choices[0]), metavar="{" + ",".join(map(str, choices)) + "}")
+    elif f.name == "device" and tp is str:  # auto, cpu, cuda or cuda:N, checked as it is parsed
+        from facegan.devices import DEVICE_METAVAR, device_arg
+
+        kw.update(type=device_arg, metavar=DEVICE_METAVAR)
     elif tp in (int, float, str):
         kw.update(type=tp, metavar=f.name.upper())
     else:
@@ -103,8 +107,11 @@ def add_dataclass_arguments(
     *,
     exclude: tuple[str, ...] = (),
     prefix: str = "",
+    brief: tuple[str, ...] | None = None,
 ) -> None:
     """Add one ``--option`` per field of dataclass ``cls`` (defaults left as ``SUPPRESS``).
+
+    ``brief``: the fields ``--help`` shows (None: all); the others only ``--help-all``.
 
     Options not given on the command line are absent from the namespace, so the dataclass
     default applies (and a resumed run can tell "given" from "defaulted"). With ``prefix``
@@ -113,7 +120,30 @@ def add_dataclass_arguments(
     docs = field_docs(cls)
     for f, tp, optional in _cli_fields(cls, exclude):
         kw = _argument_kwargs(cls, f, tp, optional, _with_default(docs.get(f.name, ""), f.default))
-        parser.add_argument(_option(prefix + f.name), dest=prefix + f.name, **kw)
+        action = parser.add_argument(_option(prefix + f.name), dest=prefix + f.name, **kw)
+        if brief is not None and f.name not in brief:
+            hide_in_short_help(action)
+
+
+def hide_in_short_help(action: argparse.Action) -> None:
+    """Leave ``action`` out of ``--help``; ``--help-all`` (:class:`HelpAll`) shows it."""
+    action.full_help = action.help  # type: ignore[attr-defined]
+    action.help = argparse.SUPPRESS
+
+
+class HelpAll(argparse.Action):
+    """``--help-all``: the help with every option, also those :func:`hide_in_short_help` left out."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kw: Any):
+        super().__init__(option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS,
+                         help=kw.get("help", "show every option (--help shows the common ones) and exit"))
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option_string: Any = None) -> None:
+        for action in parser._actions:
+            if hasattr(action, "full_help"):
+                action.help = action.full_help
+        parser.print_help()
+        parser.exit()
 
 
 def add_union_arguments(
@@ -122,10 +152,12 @@ def add_union_arguments(
     *,
     prefix: str,
     exclude: tuple[str, ...] = (),
+    hidden: bool = False,
 ) -> None:
     """``--PREFIX.NAME`` for every field of any of ``classes`` (``{owner name: dataclass}``, e.g.
     one config per registered model); a field several of them share is one option whose help
-    names each owner's default. Which fields apply is checked later, by the chosen owner's class."""
+    names each owner's default. Which fields apply is checked later, by the chosen owner's class.
+    ``hidden``: shown by ``--help-all`` only."""
     seen: dict[str, list[tuple[str, type, dataclasses.Field, Any, bool]]] = {}
     for owner, cls in classes.items():
         for f, tp, optional in _cli_fields(cls, exclude):
@@ -139,7 +171,9 @@ def add_union_arguments(
         where = "; ".join(f"{o}" + (f": default {g.default}" if g.default not in (None, "") else "")
                           for o, _, g, _, _ in owners)
         kw = _argument_kwargs(cls, f, tp, optional, f"{doc} [{where}]")
-        parser.add_argument(_option(prefix + name), dest=prefix + name, **kw)
+        action = parser.add_argument(_option(prefix + name), dest=prefix + name, **kw)
+        if hidden:
+            hide_in_short_help(action)
 
 
 def prefixed_fields(args: argparse.Namespace, prefix: str) -> dict[str, Any]:

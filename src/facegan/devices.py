@@ -18,8 +18,28 @@ from facegan.errors import FaceganError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-#: What ``--device`` accepts on the command line (``cuda:N`` is accepted from Python too).
+#: What ``--device`` accepts on the command line, besides ``cuda:N`` (as pytorch-fid does).
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+#: How ``--device`` is shown in help.
+DEVICE_METAVAR = "{auto,cpu,cuda,cuda:N}"
+
+
+def device_problem(name: str) -> str | None:
+    """Why ``name`` is no ``--device`` (None when it is one); checked without importing torch."""
+    kind, colon, index = str(name).strip().lower().partition(":")
+    if (not colon and kind in DEVICE_CHOICES) or (kind == "cuda" and colon and index.isdigit()):
+        return None
+    return f"--device {name}: expected auto, cpu, cuda or cuda:N"
+
+
+def device_arg(text: str) -> str:
+    """argparse ``type=`` for ``--device``: auto, cpu, cuda or cuda:N."""
+    import argparse
+
+    problem = device_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem.split(": ", 1)[1])
+    return text
 
 
 def pick_device(name: str = "auto", local_rank: int = 0) -> "torch.device":

@@ -471,7 +471,7 @@ def rank_and_judge(results: list[GradeResult], target: float | None) -> list[Gra
     for r in results:
         if target is None or r.status in ("ignored", "error"):
             r.verdict = ""
-        elif r.status == "scored" and r.fid <= target:
+        elif r.status == "scored" and r.fid < target:  # the brief: FID below the target
             r.verdict = "review" if r.copies else "pass"
         else:
             r.verdict = "fail"

@@ -31,6 +31,9 @@ from typing import Any, Callable, Literal
 from facegan.errors import FaceganError
 from facegan.fileio import atomic_write_text, file_digest
 
+#: The brief's target: FID@1k below this.
+TARGET_FID = 20.0
+
 #: Where ``facegan run`` looks for CelebA when ``--data`` is not given (torchvision's layout).
 DEFAULT_CELEBA_ROOT = Path("data")
 
@@ -51,8 +54,8 @@ class RunConfig:
     """length of training in thousands of images shown to D"""
     split: Literal["all", "train", "valid", "test"] = "all"
     """CelebA split to train on (ignored for plain folders)"""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """where to train, sample and score: auto picks cuda when available"""
+    device: str = "auto"
+    """where to train, sample and score: auto, cpu, cuda or cuda:N; auto picks cuda when available"""
     seed: int = 0
     """seed of the training run and of the reference subset"""
     n: int = 1000
@@ -62,11 +65,11 @@ class RunConfig:
     ref_n: int = 10000
     """at most this many prepared photos (a seeded random subset) make the reference statistics"""
     fid_kimg: float | None = None
-    """score FID@n every this many thousand images while training (best.pt keeps the best; None: the training default, 50, or the preset's)"""
+    """score FID@n every this many thousand images while training (best.pt keeps the best; not given: 50, or the preset's)"""
     preset: str | None = None
-    """training recipe (facegan.train.presets): dcgan (the brief's), cpu, gpu; None: the training defaults (= dcgan)"""
+    """training recipe: dcgan (the brief's, also when not given), cpu, gpu (see 'facegan train --help')"""
     threads: int | None = None
-    """CPU threads for torch (None: one per core; on a CPU shared with other jobs 1 can be much faster)"""
+    """CPU threads for torch (not given: measured by the speed check; on a CPU shared with other jobs 1 can be much faster)"""
 
     def __post_init__(self) -> None:
         problems = []
@@ -74,6 +77,10 @@ class RunConfig:
             problems.append("--out (the run folder) is required")
         if self.minutes is None and self.kimg is None:
             self.minutes = 60.0
+        from facegan.devices import device_problem
+
+        if device_problem(self.device):
+            problems.append(device_problem(self.device))
         if self.n < 2:
             problems.append(f"--n must be at least 2 (FID needs 2 images), got {self.n}")
         if self.ref_n < 2:
@@ -169,6 +176,10 @@ def reference_step(cfg: RunConfig, cache: Path, out: Path, device: str, log: Cal
     splits = max(0, min(10, n_ref // cfg.n - 1))
     log(f"[2/6] reference: FID statistics of {n_ref} prepared photos -> {ref}")
     scorer = FIDScorer(device=device, progress=True)
+    log(f"      Inception on {n_ref} photos: about {_inception_s(scorer, n_ref)} (Ctrl-C stops; it is made again next time)")
+    if splits < 1:
+        log(f"      no real-data floor: it needs at least {2 * cfg.n} photos ({cfg.n} to score like samples + "
+            f"the rest to compare with); {n_ref} here")
     stats, summary = summarize_source(open_images(source), scorer, keep=floor_keep(cfg.n, splits))
     floor = real_floor(summary, cfg.n, splits).to_dict() if splits >= 1 else None
     stats.floor = floor  # recorded in ref.npz: training prints it beside every FID
@@ -196,7 +207,7 @@ def train_step(cfg: RunConfig, cache: Path, ref: Path, out: Path, log: Callable[
         if cfg.fid_kimg is not None:
             given["fid_kimg"] = cfg.fid_kimg
         tcfg = config_for_resume(out, given)
-        result = training_loop(tcfg, resume=True, tuned=tune_run(tcfg))
+        result = training_loop(tcfg, resume=True, tuned=tune_run(tcfg, log))
     else:
         log(f"[3/6] train: {'preset ' + cfg.preset if cfg.preset else 'the DCGAN'} for {_length(cfg)} -> {out}")
         given = dict(data=str(cache), out=str(out), ref=str(ref), fid_n=cfg.n, device=cfg.device, seed=cfg.seed,
@@ -204,9 +215,10 @@ def train_step(cfg: RunConfig, cache: Path, ref: Path, out: Path, log: Callable[
         if cfg.fid_kimg is not None:
             given["fid_kimg"] = cfg.fid_kimg
         tcfg = TrainConfig(**resolve(cfg.preset, given))
-        result = training_loop(tcfg, tuned=tune_run(tcfg))
+        result = training_loop(tcfg, tuned=tune_run(tcfg, log))
     if result.status != "done":
-        raise KeyboardInterrupt  # the checkpoint is written; the CLI says how to go on
+        log(f"      stopped; run the same 'facegan run' command again to continue from {out / 'last.pt'}")
+        raise KeyboardInterrupt  # the checkpoint is written
     if not result.trained_img:
         more = (f"--minutes {math.ceil(result.elapsed / 60 + 30)}" if cfg.minutes is not None
                 else f"--kimg {result.nimg / 1000 + 100:g}")
@@ -251,7 +263,9 @@ def run_pipeline(cfg: RunConfig, log: Callable[[str], None] = print,
     sample_to_folder(ckpt, samples, cfg.n, device=device, overwrite=True)
 
     log(f"[5/6] score: FID of {samples} against {ref}")
-    result = compare(samples, ref, FIDScorer(device=device, progress=True), kid_subsets=0)
+    scorer = FIDScorer(device=device, progress=True)
+    log(f"      Inception on {cfg.n} samples: about {_inception_s(scorer, cfg.n)}")
+    result = compare(samples, ref, scorer, kid_subsets=0)  # its warnings: the floor line below says it
     log(f"[6/6] pack: {archive}")
     report = pack(samples, archive, count=cfg.n)
     for w in report.warnings:
@@ -295,14 +309,31 @@ def _report(run: RunResult, n_samples: int, floor: dict | None, archive_bytes: i
                      f"({floor['n_sample']} vs the other {floor['n_rest']})")
     log("")
     ref_text = f"{run.n} reference photos" if run.n else "a reference of unknown size"
+    if not floor:
+        floor_txt = (f"; real-data floor not measured (needs {2 * n_samples} photos; about 16.4 on CelebA "
+                     "with 10,000)")
     log(f"FID@{n_samples} = {run.fid:.2f} (vs {ref_text}){floor_txt}")
+    verdict = "below" if run.fid < TARGET_FID else "not yet below"
+    log(f"  target    FID@1k below {TARGET_FID:g} (the brief): {verdict}")
     log(f"  samples   {samples}/  (grid: {out}/grid-*.png, curves: {out}/curves.png)")
     how = f"{archive_bytes / 1e6:.1f} MB, verified" if archive_bytes is not None else "packed and verified in an earlier run"
     log(f"  archive   {archive}  ({how})")
-    log(f"  run       {out}/  (config.json, stats.jsonl, last.pt, best.pt, score.json)")
+    kept = ", best.pt" if (out / "best.pt").is_file() else ""
+    log(f"  run       {out}/  (config.json, stats.jsonl, last.pt{kept}, score.json)")
     if cfg.student == "student_number":
         log("  rename the archive to your student number, or rerun with --student 20251234")
     return run
+
+
+def _inception_s(scorer: Any, n: int) -> str:
+    """``"40 s"``: the expected time of an Inception pass over ``n`` images, timed on a few."""
+    from facegan.train.scoring import inception_seconds
+
+    return _duration(inception_seconds(scorer, n))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 __all__ = ["RunConfig", "RunResult", "run_pipeline"]

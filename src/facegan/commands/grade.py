@@ -9,7 +9,7 @@ _TERMINAL_PROBLEMS = 3  # per rejected row; every one is in scores.csv / scores.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from facegan.devices import DEVICE_CHOICES
+    from facegan.devices import DEVICE_METAVAR, device_arg
 
     p = sub.add_parser(
         "grade",
@@ -44,12 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=int, default=1000, help="images each submission must hold (default: 1000)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (default: 64)")
     p.add_argument("--target", type=float, default=None, metavar="FID",
-                   help="the FID to reach (the brief: 20): adds a pass/fail column and a summary of who passes; "
+                   help="pass below this FID (the brief: 20, strictly below): adds a pass/fail column and a summary of who passes; "
                         "a submission that meets it but holds copies of training photos is marked 'review'")
     p.add_argument("--train-images", default=None, metavar="NPY",
                    help="the training photos as a uint8 .npy ('facegan prepare' output): count the images of each "
                         "submission that are (near-)copies of them (also mirrored, re-encoded, shifted)")
-    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="where the Inception network runs (default: auto)")
+    p.add_argument("--device", type=device_arg, metavar=DEVICE_METAVAR, default="auto", help="where the Inception network runs (default: auto)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for scoring (default: PyTorch's; on a shared machine fewer can be faster)")
     p.add_argument("--weights", default=None, help="FID Inception weights file (default: found offline as for 'facegan fid')")

@@ -44,7 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from facegan.data import PrepareConfig, download_celeba, prepare
 
+    from facegan.datapaths import check_photo_source
+
     cfg = dataclass_from_args(PrepareConfig, args)
+    if not args.download:
+        check_photo_source(args.src)
     if args.download:
         print(f"prepare: downloading CelebA into {args.src} with torchvision ...", file=sys.stderr)
         download_celeba(args.src)

@@ -22,14 +22,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "run",
-        usage="facegan run --data PHOTOS --out RUN --student NUMBER [--minutes M | --kimg N] [--preset NAME] [options]",
+        usage="facegan run --data PHOTOS --out RUN --student NUMBER [--minutes M | --kimg N]\n"
+              "                   [--preset NAME] [options]",
         help="the whole path: prepare -> train -> sample -> score -> pack, resumable",
-        description="Prepare the photos, train a DCGAN, sample 1,000 faces, score them (FID@1k beside "
-        "the real-data floor) and pack <student>.tar.gz, all into --out.",
+        description="Prepare the photos, train a DCGAN, sample 1,000 faces, score them (FID@1k beside\n"
+        "the real-data floor and the brief's target) and pack <student>.tar.gz, all into --out.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_dataclass_arguments(p, RunConfig)
+    add_dataclass_arguments(p, RunConfig, exclude=("n",))
+    # the same spelling as 'facegan sample' (-n/--num); --n, the earlier one, still works
+    p.add_argument("-n", "--num", "--n", dest="n", type=int, default=argparse.SUPPRESS, metavar="N",
+                   help="samples to generate, score and pack (the brief: 1,000) (default: 1000)")
     p.set_defaults(func=run)
 
 

@@ -11,7 +11,7 @@ from facegan.errors import FaceganError
 EPILOG = """\
 examples:
   facegan train --data data/celeba64.npy --out runs/first --minutes 60
-  facegan train --data data/celeba64.npy --out runs/narrow --kimg 500 --g.ngf 32 --d.ndf 32 --d.norm layer
+  facegan train --data data/celeba64.npy --out runs/narrow --kimg 500 --g.ngf 32 --d.ndf 32
   facegan train --data data/celeba64.npy --out runs/gpu --minutes 8 --preset gpu
   facegan train --out runs/first --resume --minutes 90      # continue, now up to 90 minutes in all
   torchrun --nproc_per_node=2 -m facegan train --data data/celeba64.npy --out runs/ddp --kimg 500
@@ -23,8 +23,13 @@ curves.png. Exit status: 0 when finished, 128+signal when stopped by a signal (c
 """
 
 
+#: What ``facegan train --help`` shows; ``--help-all`` adds the other ~45 (optimiser, EMA,
+#: augmentation, speed, logging, the networks' own).
+BRIEF = ("data", "out", "kimg", "minutes", "preset", "arch", "ref", "device", "threads", "seed", "batch")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    from facegan.config import add_dataclass_arguments
+    from facegan.config import HelpAll, add_dataclass_arguments
     from facegan.train.config import TrainConfig
     from facegan.train.presets import describe
 
@@ -33,15 +38,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         usage="facegan train --data CACHE.npy --out RUN (--kimg N | --minutes M) [--preset NAME] [options]\n"
               "       facegan train --out RUN --resume [--kimg N | --minutes M] [options]",
         help="train a DCGAN (or another registered model) on a prepared image cache",
-        description="Train a GAN on the uint8 (N, H, W, 3) cache written by 'facegan prepare'. "
-        "Give the length as --kimg N (thousands of images) or --minutes M.",
-        epilog=f"presets (--preset NAME; options given beside it win):\n{describe()}\n\n{EPILOG}",
+        description="Train a GAN on the uint8 (N, H, W, 3) cache written by 'facegan prepare'.\n"
+        "Give the length as --kimg N (thousands of images) or --minutes M. The common options are\n"
+        "below; 'facegan train --help-all' lists every one (optimiser, EMA, augmentation, speed,\n"
+        "logging, the networks' own --g.NAME / --d.NAME).",
+        epilog=f"presets (--preset NAME; options given beside it win):\n{describe(width=100)}\n\n{EPILOG}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--help-all", action=HelpAll)
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last.pt (options given now override the saved "
                    "ones, except those that shape the models or the data order)")
-    add_dataclass_arguments(p, TrainConfig, exclude=("g", "d"))
+    add_dataclass_arguments(p, TrainConfig, exclude=("g", "d"), brief=BRIEF)
     p.set_defaults(func=run)
 
 
@@ -60,7 +68,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         group = p.add_argument_group(
             f"{what} options (--{prefix}NAME; which apply depends on --arch, the networks' defaults in brackets)")
         classes = {name: config_class(kind, name) for name in list_models(kind)}
-        add_union_arguments(group, classes, prefix=prefix, exclude=("resolution",))
+        add_union_arguments(group, classes, prefix=prefix, exclude=("resolution",), hidden=True)
 
 
 def model_fields(args: argparse.Namespace) -> dict[str, dict]:

@@ -195,13 +195,11 @@ def _size_warning(key: str, label: str, images: ImageSet, expect: tuple[int, int
             "at another size is not comparable with the course's")
 
 
-def _count_warning(key: str, label: str, n: int, have_floor: bool) -> str:
-    hint = ("read it against the real-data floor reported with it" if have_floor else
-            "compare it with the real-data floor at the same size (--floor REAL, or a reference "
-            "made with 'facegan stats --floor')")
-    return (f"{key.upper()} ({label}) has {n} images, fewer than {FEATURE_DIMS}: its covariance is "
-            "rank-deficient (fine: the FID is still computed exactly), but FID is biased upwards at "
-            f"small sizes: {hint}")
+def _count_warning(small: list[tuple[str, str, int]], have_floor: bool) -> str:
+    """One short line for every side with fewer images than the features have dimensions."""
+    who = " and ".join(f"{key.upper()} ({label}) {n}" for key, label, n in small)
+    hint = "read it against the real-data floor" if have_floor else "compare it with the real-data floor (--floor REAL)"
+    return f"{who} images, fewer than {FEATURE_DIMS}: FID is exact but biased upwards at this size; {hint}"
 
 
 def _check_weights(src: str, stats: Stats, scorer: FIDScorer, warnings: list[str]) -> None:
@@ -282,6 +280,13 @@ def compare(
             floor_n = loaded["a"].n
             if not floor_n:
                 raise FaceganError(f"{labels['a']}: sample count unknown; give the floor's sample size")
+        # too few real images: said now, not after every image has been through the network
+        n_sample = floor_n if floor_n is not None else images["a"].count
+        n_real = (images[floor_side] if floor_side is not None else real).count
+        if n_real - n_sample < 2:
+            raise FaceganError(
+                f"{floor_src}: {n_real} real images: too few for a floor at {n_sample} samples (needs at least "
+                f"{n_sample + 2}: {n_sample} scored like the samples, the rest as the reference)")
     tap = None
     if copy_index is not None:
         if images["a"] is None:
@@ -353,9 +358,11 @@ def compare(
     else:
         floor, floor_origin = _recorded_floor((sb, sa), floor_n or sa.stats.n, warnings)
 
+    small = [(key, side.src, side.stats.n) for key, side in (("a", sa), ("b", sb))
+             if side.stats.n and side.stats.n < FEATURE_DIMS]
+    if small:  # said once for both sides, in one short line
+        warnings.append(_count_warning(small, floor is not None))
     for key, side in (("a", sa), ("b", sb)):
-        if side.stats.n and side.stats.n < FEATURE_DIMS:
-            warnings.append(_count_warning(key, side.src, side.stats.n, floor is not None))
         if expect_size is not None and side.images is not None:
             w = _size_warning(key, side.src, side.images, expect_size)
             if w:

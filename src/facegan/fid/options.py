@@ -21,9 +21,9 @@ if TYPE_CHECKING:  # pragma: no cover
 class ScorerOptions:
     """How images are read and run through the FID Inception."""
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """where the Inception network runs: auto (the GPU when PyTorch sees one, else the CPU), cpu
-    or cuda (an error without a GPU)"""
+    device: str = "auto"
+    """where the Inception network runs: auto (the GPU when PyTorch sees one, else the CPU), cpu,
+    cuda or cuda:N (an error without a GPU)"""
     batch: int | None = None
     """images per forward pass (default: 8 on CPU, 100 on GPU)"""
     threads: int | None = None

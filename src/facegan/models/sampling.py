@@ -17,7 +17,8 @@ submitted images never chose their own checkpoint.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterable, Protocol, Sequence, runtime_checkable
+import time
+from typing import Callable, Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -26,6 +27,8 @@ from torch import nn
 #: First seed of the images scored while training (checkpoint selection): disjoint from the
 #: 0 … n-1 that ``facegan sample`` writes by default.
 SELECTION_SEED_BASE = 1_000_000
+#: Sampling expected to take longer than this (seconds) says so after its first batch.
+SAY_SAMPLING_S = 10.0
 #: First seed of the noise used to re-estimate BatchNorm statistics.
 BN_SEED_BASE = 2_000_000
 
@@ -87,14 +90,21 @@ class GeneratorSampler:
         g.eval()
         out = []
         starts: Iterable[int] = range(0, len(seeds), self.batch_size)
+        bar = None
         if self.progress:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="sample", unit="batch", disable=None)  # None: off when not a terminal
+            starts = bar = tqdm(starts, desc="sample", unit="batch", disable=None)  # None: off when not a terminal
+        t0 = time.perf_counter()
         try:
             for i in starts:
                 z = noise_for_seeds(seeds[i : i + self.batch_size], g.z_dim).to(self.device)
                 out.append(to_uint8(g(z)))  # (B, H, W, 3)
+                if self.progress and i == 0 and len(seeds) > self.batch_size:
+                    total = (time.perf_counter() - t0) * len(seeds) / len(out[0])
+                    if total > SAY_SAMPLING_S:  # long enough to wonder about: said once, on or off a terminal
+                        text = f"sampling {len(seeds)} images: about {total:.0f} s"
+                        bar.write(text) if bar is not None and not bar.disable else print(text, flush=True)
         finally:
             g.train(was_training)
         return np.concatenate(out) if out else np.empty((0, self.resolution, self.resolution, 3), np.uint8)
@@ -127,7 +137,8 @@ def has_batchnorm(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def recalibrate_batchnorm(generator: nn.Module, *, batches: int = 16, batch_size: int = 128,
-                          device: torch.device | str = "cpu") -> nn.Module:
+                          device: torch.device | str = "cpu",
+                          after_batch: Callable[[int, float], None] | None = None) -> nn.Module:
     """Re-estimate the BatchNorm running statistics of ``generator`` for its current weights.
 
     Why: the weights of a moving average do not match G's running statistics, so an EMA
@@ -135,19 +146,25 @@ def recalibrate_batchnorm(generator: nn.Module, *, batches: int = 16, batch_size
     (measured here: FID 370 vs 129). ``batches`` forward passes in train mode over the noise of
     seeds from :data:`BN_SEED_BASE` (no global random state is touched, so training stays
     reproducible), with ``momentum=None`` so the statistics are the plain average over all passes.
-    Returns the generator in eval mode.
+    ``after_batch(k, seconds)``: called after batch k (0-based) with the seconds spent so far
+    (the caller can tell how long the rest will take). Returns the generator in eval mode.
     """
     bns = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return generator.eval()
     saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average instead of an exponential one
-    generator.train()
-    for k in range(batches):
-        first = BN_SEED_BASE + k * batch_size
-        generator(noise_for_seeds(range(first, first + batch_size), generator.z_dim).to(device))
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
+    t0 = time.perf_counter()
+    try:
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average instead of an exponential one
+        generator.train()
+        for k in range(batches):
+            first = BN_SEED_BASE + k * batch_size
+            generator(noise_for_seeds(range(first, first + batch_size), generator.z_dim).to(device))
+            if after_batch is not None:
+                after_batch(k, time.perf_counter() - t0)
+    finally:  # even when abandoned (Ctrl-C): the layers keep their own momentum
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
     return generator.eval()

@@ -260,9 +260,14 @@ class ThreadWatch:
                        f"trying {other} thread(s) for one tick")
 
 
-def tune_run(cfg: Any) -> TuneResult | None:
+def tune_run(cfg: Any, log: Callable[[str], None] | None = print) -> TuneResult | None:
     """At a command's entry: tune a CPU run whose speed settings are left to auto (not under
-    torchrun, where the ranks would have to agree); None when there is nothing to tune."""
+    torchrun, where the ranks would have to agree); None when there is nothing to tune.
+
+    ``log``: where it says what it times and how long that takes (None: silent). A Ctrl-C
+    during the check ends it at once (:func:`facegan.interrupts.phase`): nothing is saved yet.
+    """
+    from facegan import interrupts
     from facegan.images import load_uint8_array
 
     from facegan.train.loop import check_data_path
@@ -270,4 +275,27 @@ def tune_run(cfg: Any) -> TuneResult | None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 or not needs_tuning(cfg, pick_device(cfg.device)):
         return None
     check_data_path(cfg.data)
-    return tune(cfg, load_uint8_array(cfg.data))
+    timer = _time_candidate if log is None else _announcing(log)
+    with interrupts.phase("speed check"):
+        return tune(cfg, load_uint8_array(cfg.data), timer=timer)
+
+
+def _announcing(log: Callable[[str], None]) -> Callable[[Any, np.ndarray, Choice], float]:
+    """:func:`_time_candidate` that says what it times (the first time: what the check is)."""
+    said = []
+
+    def timer(cfg: Any, images: np.ndarray, choice: Choice) -> float:
+        if not said:
+            said.append(True)
+            log("speed check: a warm-up step + ~2 s of steps for each setting tried (at most 4), about "
+                f"{PROBE_SECONDS + 1:.0f}-{2 * PROBE_SLOW_STEP:.0f} s each\n"
+                "  (two steps when one step is slower); kept for this machine, so only the first run pays; "
+                "Ctrl-C stops")
+        t = time.perf_counter()
+        rate = _time_candidate(cfg, images, choice)
+        spent = time.perf_counter() - t
+        said.append(spent)
+        log(f"  {choice.describe()}: {rate:.0f} img/s ({spent:.0f} s)")
+        return rate
+
+    return timer

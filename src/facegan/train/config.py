@@ -36,7 +36,7 @@ class TrainConfig:
     """length of training in minutes of wall-clock time (counted across resumes)"""
 
     preset: str | None = None
-    """the preset this config was resolved from (facegan.train.presets; recorded, already applied)"""
+    """a named recipe: dcgan (the brief's), cpu or gpu (listed below); options given beside it win"""
     arch: str = "dcgan"
     """registered name of the generator and discriminator (facegan.models.registry); their options are --g.NAME and --d.NAME"""
     resolution: int = 64
@@ -59,7 +59,7 @@ class TrainConfig:
     lr_d: float = 2e-4
     """Adam learning rate of the discriminator"""
     lr_decay_start: float | None = None
-    """decay both learning rates linearly to 0 from this fraction of the run's length (kimg or minutes) to its end (None: constant)"""
+    """decay both learning rates linearly to 0 from this fraction of the run's length (kimg or minutes) to its end (not given: constant)"""
     beta1_g: float = 0.5
     """Adam beta1 of the generator (the DCGAN paper: 0.5; SN-GAN: 0)"""
     beta2_g: float = 0.999
@@ -77,7 +77,7 @@ class TrainConfig:
     augment_p: float = 0.0
     """probability that each augmentation is applied to an image (with --ada-target: the starting value)"""
     ada_target: float | None = None
-    """adaptive augmentation: move the probability so that D's overfitting signal r_t = E[sign D(real)] approaches this target (e.g. 0.6); None: fixed --augment-p"""
+    """adaptive augmentation: move the probability so that D's overfitting signal r_t = E[sign D(real)] approaches this target (e.g. 0.6); not given: a fixed --augment-p"""
     ada_kimg: float = 100.0
     """adaptive augmentation speed: the probability can move from 0 to 1 in this many thousand images"""
     ada_interval: int = 4
@@ -92,14 +92,14 @@ class TrainConfig:
     ema_kimg: float = 10.0
     """EMA half-life in thousands of images"""
     ema_rampup: float | None = 0.05
-    """early on, cap the half-life at this fraction of the images seen so far (None: no ramp-up)"""
+    """early on, cap the half-life at this fraction of the images seen so far ('none': no ramp-up)"""
     ema_bn: Literal["recalibrate", "copy"] = "recalibrate"
     """BatchNorm statistics of the EMA generator: re-estimated by forward passes in train mode, or copied from G"""
     bn_batches: int = 16
     """batches of fresh noise used to re-estimate the EMA generator's BatchNorm statistics"""
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """where to train: auto picks cuda when available (under torchrun: the local rank's GPU)"""
+    device: str = "auto"
+    """where to train: auto, cpu, cuda or cuda:N; auto picks cuda when available (under torchrun: the local rank's GPU)"""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """fp32 (TF32 on GPUs), bf16 autocast, or fp16 autocast with loss scaling (GPUs); auto: measured among what the hardware runs natively (bf16 on AVX512-BF16/AMX CPUs and Ampere+ GPUs, fp16 on older tensor-core GPUs such as a T4, fp32 everywhere)"""
     channels_last: bool = True
@@ -107,7 +107,7 @@ class TrainConfig:
     matmul_convs: Literal["auto", "on", "off"] = "auto"
     """run convolutions onto (or transposed ones from) maps of 4x4 pixels or fewer as one matrix product (facegan.models.matmul_conv); auto: on CPUs, where oneDNN's direct kernels were 2-3x slower for them (DCGAN steps 1.4x faster in bf16), off on GPUs"""
     threads: int | None = None
-    """CPU threads for torch (None: one per core). On a CPU shared with other jobs, 1 can be far faster: bf16 kernels on 2 threads slowed 20x when another process took a core"""
+    """CPU threads for torch (not given: measured by the speed check, or one per core). On a CPU shared with other jobs, 1 can be far faster: bf16 kernels on 2 threads slowed 20x when another process took a core"""
     compile: bool = False
     """torch.compile the generator and discriminator (slow start; pays on GPUs for long runs; not with --r1-gamma)"""
 
@@ -145,6 +145,10 @@ class TrainConfig:
         r = self.resolution
         if r < 8 or r & (r - 1):
             problems.append(f"--resolution must be a power of two >= 8, got {r}")
+        from facegan.devices import device_problem
+
+        if device_problem(self.device):
+            problems.append(device_problem(self.device))
         if self.threads is not None and self.threads < 1:
             problems.append(f"--threads must be at least 1 or None, got {self.threads}")
         for name in ("batch", "n_dis", "r1_every", "ada_interval", "bn_batches", "fid_n"):

@@ -19,8 +19,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from torch import nn
 
 from facegan.devices import accelerator, describe_precision, precision_by_capability, precision_problem
 from facegan.errors import FaceganError
+from facegan import interrupts
 from facegan.fileio import atomic_write_text, clean_stale_temps
 from facegan.images import load_uint8_array
 from facegan.loader import BatchLoader
@@ -47,7 +46,7 @@ from facegan.train.autotune import apply as apply_tuning
 from facegan.train.config import FROZEN_ON_RESUME, TrainConfig, config_from_dict, config_to_dict
 from facegan.train.ema import ema_beta, make_ema, update_ema
 from facegan.grids import save_grid
-from facegan.train.monitor import Monitor, plot_curves
+from facegan.train.monitor import TARGET_FID, Monitor, plot_curves
 from facegan.train.step import GanStep, Nets
 
 #: Samples in each fixed-noise grid (seeds 0..63: the same faces as samples 0000-0063.png).
@@ -149,43 +148,12 @@ def config_for_resume(out: str | Path, given: dict[str, Any]) -> TrainConfig:
     return cfg
 
 
-class _StopSignals:
-    """Turns the first SIGINT/SIGTERM into a flag the loop polls; a second one stops at once."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopSignals":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.received is not None:  # second signal: the user means it
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
 def check_data_path(data: str) -> None:
-    """Training reads the prepared uint8 cache; photos (a folder, a .zip/.tar) get the exact
-    command that prepares them instead of an OS error."""
-    path = Path(data)
-    suffixes = "".join(path.suffixes[-2:]).lower()
-    if path.is_dir() or suffixes.endswith((".zip", ".tar", ".tar.gz", ".tgz")):
-        cache = path.with_name(path.name.split(".")[0] + "64.npy")
-        raise FaceganError(
-            f"{data}: {'a folder' if path.is_dir() else 'an archive'} of photos, but --data takes the prepared cache "
-            f"(a .npy). Prepare it once with\n  facegan prepare {data} -o {cache}\nthen train with --data {cache} "
-            f"(or let 'facegan run --data {data}' do both)"
-        )
-    if not path.exists():
-        raise FaceganError(f"{data}: no such file (--data takes the .npy cache written by 'facegan prepare')")
+    """Training reads the prepared uint8 cache; anything else gets the command that fits
+    (:func:`facegan.datapaths.check_train_data`)."""
+    from facegan.datapaths import check_train_data
+
+    check_train_data(data)
 
 
 def _check_data(images: np.ndarray, cfg: TrainConfig, world: int) -> None:
@@ -272,18 +240,39 @@ def restore(parts: Parts, state: dict[str, Any], info: dist_util.DistInfo, cfg: 
 
 class SamplingModel:
     """The generator used for grids, FID and sampling: the EMA (its BatchNorm statistics
-    re-estimated once per step it is asked at) or G itself."""
+    re-estimated once per step it is asked at) or G itself.
 
-    def __init__(self, parts: Parts, cfg: TrainConfig, device: torch.device):
-        self.parts, self.cfg, self.device = parts, cfg, device
+    ``say``: where a re-estimation that will take a while is announced (with its expected time).
+    """
+
+    #: Announce a re-estimation expected to take longer than this (seconds): the first time ...
+    SAY_FIRST_S = 3.0
+    #: ... and, once the user knows it happens, only the long ones.
+    SAY_LATER_S = 20.0
+
+    def __init__(self, parts: Parts, cfg: TrainConfig, device: torch.device,
+                 say: Callable[[str], None] | None = None):
+        self.parts, self.cfg, self.device, self.say = parts, cfg, device, say
         self._ready_step = -1
+        self._said = False
+
+    def _after_batch(self, k: int, seconds: float) -> None:
+        if k != 0 or self.say is None:
+            return
+        total = seconds * self.cfg.bn_batches
+        if total > (self.SAY_LATER_S if self._said else self.SAY_FIRST_S):
+            self._said = True
+            self.say(f"re-estimating the EMA generator's BatchNorm statistics ({self.cfg.bn_batches} batches of "
+                     f"128 noise vectors, about {total:.0f} s; --bn-batches sets how many) ...")
 
     def __call__(self, step: int) -> nn.Module:
         G_ema = self.parts.G_ema
         if G_ema is None:
             return self.parts.G
         if self.cfg.ema_bn == "recalibrate" and has_batchnorm(G_ema) and self._ready_step != step:
-            recalibrate_batchnorm(G_ema, batches=self.cfg.bn_batches, batch_size=128, device=self.device)
+            self._ready_step = -1  # an abandoned re-estimation leaves statistics to redo
+            recalibrate_batchnorm(G_ema, batches=self.cfg.bn_batches, batch_size=128, device=self.device,
+                                  after_batch=self._after_batch)
             self._ready_step = step
         return G_ema
 
@@ -355,6 +344,7 @@ class _Run:
         del state
         self.sampling = SamplingModel(self.parts, cfg, info.device)
         self.fid_hook = None
+        self.fid_spent, self.fid_wait_said = 0.0, False
         if cfg.ref is not None and info.is_main:
             from facegan.train.scoring import FidHook
 
@@ -364,6 +354,7 @@ class _Run:
         self.mon = Monitor(self.out, total_img=self.total_img, total_seconds=self.total_s,
                            start_img=self.progress.nimg, start_seconds=self.progress.elapsed,
                            enabled=info.is_main, bar=cfg.progress)
+        self.sampling.say = self.mon.message
         if saved_data is not None and not _same_file(saved_data, cfg.data):
             # Allowed (a moved cache, a bigger set), but never silently: said now and kept in stats.jsonl.
             self.mon.message(f"warning: resuming on other data: the run trained on {saved_data}, "
@@ -424,7 +415,12 @@ class _Run:
         checksums = dist_util.check_in_sync(p.G, info)
         if not info.is_main:
             return
-        self.sampling(pr.step)  # the EMA's statistics must match the weights saved with them
+        with interrupts.writing(path, f"{path} (kimg {pr.nimg / 1000:.1f})"):
+            self.sampling(pr.step)  # the EMA's statistics must match the weights saved with them
+            self._write(path, rngs, checksums)
+
+    def _write(self, path: Path, rngs: list, checksums: Any) -> None:
+        p, pr, info = self.parts, self.progress, self.info
         ckpt_io.save_atomic({
             "format": ckpt_io.FORMAT, "config": config_to_dict(self.cfg), "G": p.G.state_dict(),
             "D": p.D.state_dict(), "G_ema": None if p.G_ema is None else p.G_ema.state_dict(),
@@ -441,7 +437,12 @@ class _Run:
         better = False
         if hook is not None:
             t = time.perf_counter()
-            fid = hook(self.sampling(pr.step))
+            G = self.sampling(pr.step)
+            est = hook.last_s
+            self.mon.message(f"FID@{cfg.fid_n} at kimg {pr.nimg / 1000:.1f}: sampling {cfg.fid_n} images and scoring "
+                             "them with Inception" + (f" (about {est:.0f} s, like the last one)" if est else "") + " ...")
+            fid = hook(G)
+            self.fid_spent += time.perf_counter() - t
             better = pr.best_fid is None or fid < pr.best_fid
             if better:
                 pr.best_fid, pr.best_kimg = fid, pr.nimg / 1000
@@ -451,22 +452,61 @@ class _Run:
                 f"FID@{cfg.fid_n} = {fid:.2f} at kimg {pr.nimg / 1000:.1f} ({cfg.fid_n} samples, seeds "
                 f"{hook.seeds[0]}+, vs {hook.describe_ref()}"
                 + (f"; real-data floor {hook.floor:.1f}" if hook.floor is not None else "")
-                + f"){'  new best -> best.pt' if better else f'  (best {pr.best_fid:.2f})'}"
+                + f"; target {TARGET_FID:g}; took {time.perf_counter() - t:.0f} s)"
+                + f"{'  new best -> best.pt' if better else f'  (best {pr.best_fid:.2f})'}"
             )
         better = dist_util.any_rank(better, self.info)
         if better and hook is None:
             pr.best_kimg = pr.nimg / 1000
         return better
 
+    def fid_due(self, final: bool) -> bool:
+        """Whether to score now (every rank gets the same answer).
+
+        A score is worth its time only when it can choose: the one at the end runs only when an
+        earlier score exists (else best.pt would just be last.pt). Scores along the way keep to
+        ``--fid-share`` of the time, counting the one at the end: a score is estimated (timed
+        on a few images the first time) and runs only when the time spent on FID so far plus
+        this one and the final one fits in that share. Under torchrun (every rank must agree)
+        or with ``--fid-share 0`` they come every ``--fid-kimg``.
+        """
+        cfg, pr, hook = self.cfg, self.progress, self.fid_hook
+        if final:
+            return dist_util.any_rank(pr.best_fid is not None, self.info)
+        if cfg.fid_share <= 0 or self.info.distributed or hook is None:
+            return True
+        if hook.last_s is None and not self.fid_wait_said:
+            self.mon.message(f"FID@{cfg.fid_n}: loading the Inception network and timing it on a few images, to "
+                             f"keep scoring within --fid-share {cfg.fid_share:g} of the time ...")
+        t = time.perf_counter()
+        est = hook.estimate_s(self.sampling(pr.step))
+        self.fid_spent += time.perf_counter() - t  # timing it (once) is time spent on FID too
+        ok = self.fid_spent + 2 * est <= cfg.fid_share * pr.elapsed
+        if not ok and not self.fid_wait_said:
+            self.fid_wait_said = True
+            need = (self.fid_spent + 2 * est) / cfg.fid_share
+            when = (f"after about {need / 60:.0f} min of training" if self.total_s is None or need < self.total_s
+                    else "not in this run's time")
+            self.mon.message(f"FID@{cfg.fid_n} takes about {est:.0f} s here; --fid-share {cfg.fid_share:g} keeps "
+                             f"scoring to {cfg.fid_share:.0%} of the time, so the first score comes {when}")
+        return ok
+
+    def _optional(self, work: Callable[[], Any]) -> bool:
+        """Run a grid / FID score / callback that a Ctrl-C abandons; False when it did."""
+        try:
+            with interrupts.abortable():
+                work()
+            return True
+        except interrupts.PhaseInterrupted:
+            return False
+
     # --- the loop ------------------------------------------------------------------------------
     def train(self) -> TrainResult:
         cfg, info, p, pr, mon = self.cfg, self.info, self.parts, self.progress, self.mon
         device = info.device
-        self.announce()
         next_tick = _next_multiple(pr.nimg, cfg.tick_kimg)
         next_grid = _next_multiple(pr.nimg, cfg.grid_kimg)
-        fid_every = cfg.fid_kimg  # grows when scoring would take more than cfg.fid_share of the time
-        next_fid = _next_multiple(pr.nimg, fid_every)
+        next_fid = _next_multiple(pr.nimg, cfg.fid_kimg)
         sums = _Scalars()
         t_run = time.perf_counter()
         elapsed0, start_nimg = pr.elapsed, pr.nimg
@@ -482,8 +522,17 @@ class _Run:
         def next_noise() -> torch.Tensor:
             return torch.randn(p.loader.batch_size, cfg.z_dim, device=device, generator=p.noise)
 
-        with _StopSignals() as stop:
+        def fid_now(final: bool) -> None:
+            nonlocal last_fid_nimg
+            if self.fid_due(final):
+                improved = self.score()
+                last_fid_nimg = pr.nimg
+                if improved:
+                    self.save(self.best_path)
+
+        with interrupts.training() as stop:
             try:
+                self.announce()
                 while True:
                     pr.elapsed = elapsed0 + time.perf_counter() - t_run
                     finished = (self.total_img is not None and pr.nimg >= self.total_img) or \
@@ -506,33 +555,27 @@ class _Run:
                     if p.G_ema is not None:
                         update_ema(p.G_ema, p.G, ema_beta(cfg.batch, pr.nimg, cfg.ema_kimg, cfg.ema_rampup))
                     tick_train_s += time.perf_counter() - t_step
-                    mon.step(pr.nimg)
+                    mon.step(pr.nimg, elapsed0 + time.perf_counter() - t_run)
                     # --- ticks: logs, grids, FID, checkpoints -------------------------------
                     last_step = self.total_img is not None and pr.nimg >= self.total_img
                     if pr.nimg < next_tick and not last_step and not late:
                         continue
                     first_tick_done = True
                     self._tick(sums, tick_start_img, tick_train_s)
+                    # the optional work below is abandoned at a Ctrl-C: the loop then saves and stops
                     if self.on_tick is not None and info.is_main:
-                        self.on_tick(pr, lambda: self.sampling(pr.step))
+                        self._optional(lambda: self.on_tick(pr, lambda: self.sampling(pr.step)))
                     next_tick = _next_multiple(pr.nimg, cfg.tick_kimg)
                     if info.is_main and (pr.nimg >= next_grid or last_step):
-                        self.grid()
-                        next_grid = _next_multiple(pr.nimg, cfg.grid_kimg)
-                    if cfg.ref is not None and (pr.nimg >= next_fid or last_step):
-                        t_fid = time.perf_counter()  # on every rank: the others wait for rank 0's score
-                        improved = self.score()
-                        last_fid_nimg = pr.nimg
-                        score_s = time.perf_counter() - t_fid
-                        rate = (pr.nimg - tick_start_img) / max(tick_train_s, 1e-9)
-                        interval = fid_interval(cfg, rate, score_s, info.distributed)
-                        if interval != fid_every and info.is_main:
-                            mon.message(f"FID every {interval:g} kimg from now: one score took {score_s:.1f} s "
-                                        f"and may use at most {cfg.fid_share:.0%} of the time (--fid-share)")
-                        fid_every = interval
-                        next_fid = _next_multiple(pr.nimg, fid_every)
-                        if improved:
-                            self.save(self.best_path)
+                        if self._optional(self.grid):
+                            next_grid = _next_multiple(pr.nimg, cfg.grid_kimg)
+                    if cfg.ref is not None and pr.nimg >= next_fid:
+                        pr.elapsed = elapsed0 + time.perf_counter() - t_run
+                        self._optional(lambda: fid_now(final=False))
+                        if last_fid_nimg == pr.nimg:
+                            next_fid = _next_multiple(pr.nimg, cfg.fid_kimg)
+                    elif cfg.ref is not None and last_step and last_fid_nimg != pr.nimg:
+                        self._optional(lambda: fid_now(final=True))
                     if dist_util.any_rank(time.perf_counter() - last_ckpt_t >= cfg.ckpt_minutes * 60, info):
                         self.save(self.last_path)
                         last_ckpt_t = time.perf_counter()
@@ -544,10 +587,14 @@ class _Run:
                 pr.elapsed = elapsed0 + time.perf_counter() - t_run
                 trained = pr.nimg != start_nimg  # a rerun of a finished run scores and draws nothing new
                 if status == "done" and cfg.ref is not None and last_fid_nimg != pr.nimg and trained:
-                    if self.score():
-                        self.save(self.best_path)
+                    self._optional(lambda: fid_now(final=True))
+                if stop.received is not None:
+                    status = "interrupted"
                 self.save(self.last_path)
                 if info.is_main:
+                    if cfg.ref is not None and pr.best_fid is None and trained and status == "done":
+                        mon.message("no FID while training: a single score would choose nothing (best.pt would "
+                                    "be last.pt); score the samples with 'facegan fid'")
                     self._finish(status, stop.received, trained)
             finally:
                 mon.close()
@@ -649,16 +696,3 @@ def _guard_finite(means: dict[str, float], n: int, pr: Progress, last: Path, inf
             f"a loss became NaN/inf within the {n} steps before step {pr.step} (kimg {pr.nimg / 1000:.1f}); "
             f"training stopped and {kept}. Try lower --lr-d/--lr-g, --precision fp32, or resume from it."
         )
-
-
-def fid_interval(cfg: TrainConfig, img_per_s: float, score_s: float, distributed: bool = False) -> float:
-    """kimg until the next FID: ``--fid-kimg``, or the smallest multiple of it that keeps scoring
-    within ``--fid-share`` of the time at this training speed.
-
-    Scoring for a share f of the time means training for (1 - f) / f times as long as one score
-    takes. Under torchrun every rank must agree on when to score, so the fixed interval is kept.
-    """
-    if cfg.fid_share <= 0 or distributed or img_per_s <= 0:
-        return cfg.fid_kimg
-    need_kimg = img_per_s * score_s * (1 - cfg.fid_share) / cfg.fid_share / 1000
-    return cfg.fid_kimg * max(1, math.ceil(need_kimg / cfg.fid_kimg - 1e-9))

@@ -47,6 +47,9 @@ def read_stats(path: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
+#: The brief's target: FID@1k below this (drawn on curves.png, printed beside training's scores).
+TARGET_FID = 20.0
+
 #: How the step's named scalars are shown in tick lines (name -> label), in this order.
 TICK_LABELS: dict[str, str] = {"loss_d": "D", "loss_g": "G", "d_real": "D(x)", "d_fake": "D(G(z))", "r1": "R1",
                                "augment_p": "p", "r_t": "r_t"}
@@ -87,6 +90,7 @@ def plot_curves(stats_path: str | os.PathLike, out_png: str | os.PathLike) -> Pa
         floor = fids[-1].get("fid_floor")
         if floor is not None:
             ax.axhline(floor, color="gray", ls="--", label=f"real-data floor {floor:.1f}")
+        ax.axhline(TARGET_FID, color="green", ls=":", label=f"the brief's target {TARGET_FID:g}")
         ax.set_xlabel("thousands of images")
         ax.set_ylabel("FID")
         ax.legend()
@@ -163,13 +167,23 @@ class Monitor:
         self.last_img = start_img
         self.bar = None
         self.tb = TensorBoard(out / "tb") if enabled else None
+        self.by_time = total_img is None and total_seconds is not None
         if enabled and bar and sys.stderr.isatty():
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(
-                total=total_img, initial=start_img, unit="img", unit_scale=True, dynamic_ncols=True, smoothing=0.1,
-                desc="train",
-            )
+            # One speed (img/s, in the tick's postfix), the total and the percentage; with only
+            # --minutes the bar counts seconds of training, so the time left moves at every step.
+            if self.by_time:  # in minutes: "12.5/60 min"
+                self.bar = tqdm(total=total_seconds / 60, initial=start_seconds / 60, dynamic_ncols=True,
+                                smoothing=0.1, desc="train",
+                                bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.1f}/{total:g} min "
+                                           "[{remaining} left]{postfix}")
+            else:
+                self.bar = tqdm(total=total_img, initial=start_img, unit="img", unit_scale=True, dynamic_ncols=True,
+                                smoothing=0.1, desc="train",
+                                bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} img "
+                                           "[{elapsed}<{remaining}]{postfix}")
+        self.last_seconds = start_seconds
 
     def eta(self, nimg: int, seconds: float, rate: float) -> float | None:
         """Seconds left: the sooner of the image and the time limits."""
@@ -180,10 +194,17 @@ class Monitor:
             left.append(self.total_seconds - seconds)
         return max(0.0, min(left)) if left else None
 
-    def step(self, nimg: int) -> None:
+    def step(self, nimg: int, seconds: float | None = None) -> None:
+        """After each step: ``nimg`` images and ``seconds`` of training so far (both across resumes)."""
         if self.bar is not None:
-            self.bar.update(nimg - self.last_img)
+            if self.by_time:
+                if seconds is not None:
+                    self.bar.update(min(seconds, self.total_seconds) / 60 - self.bar.n)
+            else:
+                self.bar.update(nimg - self.last_img)
         self.last_img = nimg
+        if seconds is not None:
+            self.last_seconds = seconds
 
     def tick(self, record: dict[str, Any]) -> None:
         """Append ``record`` to stats.jsonl and show it."""
@@ -194,10 +215,11 @@ class Monitor:
         scalars = "  ".join(f"{label} {record[k]:.3f}" for k, label in TICK_LABELS.items() if k in record)
         short = f"kimg {record['kimg']:.1f}  {record['img_per_s']:.0f} img/s  {scalars}" + (
             f"  ETA {format_duration(eta)}" if eta is not None else "")
-        if self.bar is not None:
+        if self.bar is not None:  # short, so the bar keeps its width: the rest is in stats.jsonl
+            losses = ", ".join(f"{TICK_LABELS[k]} {record[k]:.2f}" for k in ("loss_d", "loss_g") if k in record)
             self.bar.set_postfix_str(
-                f"{record['img_per_s']:.0f} img/s {scalars}"
-                + (f" left={format_duration(eta)}" if eta is not None and self.total_img is None else "")
+                (f"kimg {record['kimg']:.1f}, " if self.by_time else "") + f"{record['img_per_s']:.0f} img/s"
+                + (f", {losses}" if losses else "")
             )
         else:
             print(short, flush=True)

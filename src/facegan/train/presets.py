@@ -80,7 +80,13 @@ def resolve(name: str | None, given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def describe() -> str:
-    """The presets as lines for --help."""
-    width = max(map(len, PRESETS))
-    return "\n".join(f"  {name:<{width}} {p.summary}" for name, p in PRESETS.items())
+def describe(width: int | None = None) -> str:
+    """The presets as lines for --help (wrapped to ``width`` columns when given)."""
+    import textwrap
+
+    pad = max(map(len, PRESETS))
+    if width is None:
+        return "\n".join(f"  {name:<{pad}} {p.summary}" for name, p in PRESETS.items())
+    return "\n".join(textwrap.fill(p.summary, width, initial_indent=f"  {name:<{pad}} ",
+                                    subsequent_indent=" " * (pad + 3))
+                      for name, p in PRESETS.items())

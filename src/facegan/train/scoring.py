@@ -12,6 +12,7 @@ without ``--ref`` never loads the Inception network. Any object with ``statistic
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,9 @@ class FidHook:
         self.ref = Stats.load(self.ref_path)
         self.floor = self.ref.floor_at(n)
         self._scorer = scorer
+        self.last_s: float | None = None
+        """seconds the last score took (None before the first)"""
+        self._probed: float | None = None
 
     def describe_ref(self) -> str:
         """``ref.npz (10000 photos)``, or ``(reference of unknown size)`` for a bare pytorch-fid file."""
@@ -58,9 +62,46 @@ class FidHook:
             self._scorer = FIDScorer(self.device)
         return self._scorer
 
+    def estimate_s(self, generator: nn.Module) -> float:
+        """Seconds one score should take: the last one's, else measured on a few images (the
+        first call also loads the Inception network, which is not counted)."""
+        if self.last_s is not None:
+            return self.last_s
+        if self._probed is None:
+            scorer = self.scorer
+            k = min(self.n, PROBE_IMAGES)
+            t = time.perf_counter()
+            if k >= 2:
+                scorer.statistics(GeneratorSampler(generator, device=self.device)(self.seeds[:k]))
+            self._probed = (time.perf_counter() - t) * self.n / max(k, 1)
+        return self._probed
+
     def __call__(self, generator: nn.Module) -> float:
         from facegan.fid import frechet_distance
 
+        t = time.perf_counter()
         images = GeneratorSampler(generator, device=self.device)(self.seeds)
         stats = self.scorer.statistics(images)
-        return frechet_distance(np.asarray(stats.mu), np.asarray(stats.sigma), self.ref.mu, self.ref.sigma)
+        fid = frechet_distance(np.asarray(stats.mu), np.asarray(stats.sigma), self.ref.mu, self.ref.sigma)
+        self.last_s = time.perf_counter() - t
+        return fid
+
+
+#: Images sampled and scored to estimate how long a whole score takes.
+PROBE_IMAGES = 16
+
+
+def inception_seconds(scorer: Any, n: int, size: int = 64) -> float:
+    """About how many seconds ``scorer`` needs for ``n`` images of ``size`` px: a few are timed
+    (blank ones: the network's cost does not depend on the pixels)."""
+    k = min(max(n, 2), PROBE_IMAGES)
+    shown = getattr(scorer, "progress", None)
+    if shown:
+        scorer.progress = False  # no flash of a progress bar for a few images
+    try:
+        t = time.perf_counter()
+        scorer.statistics(np.zeros((k, size, size, 3), np.uint8))
+        return (time.perf_counter() - t) * n / k
+    finally:
+        if shown:
+            scorer.progress = shown
