@@ -82,9 +82,9 @@ def test_a_2_gib_layer_is_refused_before_it_is_allocated(tmp_path):
     code = ("import resource, sys\nfrom facegan.cli import main\n"
             f"a = main(['sample', {str(path)!r}, '-n', '2', '-o', {str(tmp_path / 's')!r}])\n"
             f"b = main(['sample', {str(big)!r}, '-n', '2', '-o', {str(tmp_path / 's')!r}])\n"
-            "print(a, b, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n")
+            "print('RESULT', a, b, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    a, b, peak = out.stdout.split()
+    _, a, b, peak = out.stdout.splitlines()[-1].split()  # (sample names what it read on stdout first)
     assert (a, b) == ("2", "2"), out.stderr
     assert "do not match its config" in out.stderr and "parameters (at most" in out.stderr
     assert int(peak) < 1 << 30  # torch itself takes ~0.4 GB; the 0.5 / 2 GiB layers were never built

@@ -253,7 +253,7 @@ class StyleGAN2GeneratorConfig:
     mixing: float = 0.9
     """style mixing: probability that a training image takes a second z's w from a random layer on (0: off)"""
     conv_clamp: float | None = 256.0
-    """under autocast, clamp activations to +-this (reduced precision's overflow guard; None: never)"""
+    """under autocast, clamp activations to +-this (reduced precision's overflow guard; none: never)"""
     resolution: int = 64
     """output size, a power of two >= 8 (set from the training config's --resolution)"""
 
@@ -360,7 +360,7 @@ class StyleGAN2DiscriminatorConfig:
     mbstd_group: int = 4
     """minibatch-stddev group size (a divisor of the batch is used when it does not divide it)"""
     conv_clamp: float | None = 256.0
-    """under autocast, clamp activations to +-this (None: never)"""
+    """under autocast, clamp activations to +-this (none: never)"""
     resolution: int = 64
     """input size, a power of two >= 8 (set from the training config's --resolution)"""
 

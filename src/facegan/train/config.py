@@ -69,7 +69,7 @@ class TrainConfig:
     beta2_d: float = 0.999
     """Adam beta2 of the discriminator"""
     r1_gamma: float | None = 0.0
-    """R1 gradient penalty weight gamma on real images: gamma/2 * E|grad_x D(x)|^2 (0: off; None: the limited-data paper's heuristic 0.0002 * resolution^2 / batch, resolved and recorded as the number)"""
+    """R1 gradient penalty weight gamma on real images: gamma/2 * E|grad_x D(x)|^2 (0: off; none: the limited-data paper's heuristic 0.0002 * resolution^2 / batch, resolved and recorded as the number)"""
     r1_every: int = 1
     """lazy R1: apply the penalty every this many D steps, scaled up by the same factor"""
     augment: str = "none"
