@@ -39,17 +39,26 @@ def machine_report() -> str:
             f"(ATen {torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads")
 
 
-def matmul_peak(dtype, n: int = 2048, reps: int = 6) -> float:
+def matmul_peak(dtype, n: int = 2048, seconds: float = 2.0) -> float:
     """FLOP/s of an n×n matrix product in ``dtype`` with the current threads: the CPU's practical
-    peak for the arithmetic that convolutions turn into (bf16 is emulated, and slow, without
-    AVX512-BF16/AMX)."""
+    peak for the arithmetic that convolutions turn into. Without AVX512-BF16/AMX, PyTorch emulates
+    bf16 at a small fraction of fp32's speed, so the size grows from 256 only while one product takes
+    under 50 ms (up to ``n``), and products repeat for about ``seconds``."""
     import time
 
     import torch
 
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    for _ in range(2):
-        a @ b
+    size = 256
+    while True:  # grow from a small product: an emulated 2048x2048 bf16 product takes ~1 min
+        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+        t = time.perf_counter()
+        a @ b  # warm-up, and a first timing
+        once = time.perf_counter() - t
+        if once > 0.05 or size >= n:
+            break
+        size *= 2
+    n = size
+    reps = max(2, int(seconds / max(once, 1e-4)))
     t = time.perf_counter()
     for _ in range(reps):
         a @ b
