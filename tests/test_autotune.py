@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from facegan.train import autotune
-from facegan.devices import Accelerator
 from facegan.train.autotune import Choice, ThreadWatch, tune
 from facegan.train.config import TrainConfig
+from fakehw import AVX2, AVX512_BF16
 
 
 @pytest.fixture
@@ -26,12 +26,6 @@ def cfg(tmp_path, **kw):
     return TrainConfig(**{**base, **kw})
 
 
-#: Hardware as the precision rules see it (faked: no such machine is needed to test the rules).
-AVX512_BF16 = Accelerator("cpu", "a CPU with AVX512-BF16", fast_bf16=True, fast_fp16=False)
-AVX2 = Accelerator("cpu", "an AVX2-only CPU", fast_bf16=False, fast_fp16=False)
-T4 = Accelerator("cuda", "Tesla T4", fast_bf16=False, fast_fp16=True)
-A100 = Accelerator("cuda", "NVIDIA A100", fast_bf16=True, fast_fp16=True)
-P100 = Accelerator("cuda", "Tesla P100", fast_bf16=False, fast_fp16=False)
 
 
 def fake_timer(speeds):

@@ -10,14 +10,10 @@ import pytest
 import torch
 
 from facegan import devices
-from facegan.devices import (Accelerator, precision_by_capability, precision_candidates, precision_problem,
+from facegan.devices import (precision_by_capability, precision_candidates, precision_problem,
                              usable_cpus)
+from fakehw import A100, AMX, AVX2, P100, T4
 
-AVX2 = Accelerator("cpu", "an AVX2-only CPU", fast_bf16=False, fast_fp16=False)
-AMX = Accelerator("cpu", "a Xeon with AMX", fast_bf16=True, fast_fp16=False)
-T4 = Accelerator("cuda", "Tesla T4", fast_bf16=False, fast_fp16=True)
-A100 = Accelerator("cuda", "NVIDIA A100", fast_bf16=True, fast_fp16=True)
-P100 = Accelerator("cuda", "Tesla P100", fast_bf16=False, fast_fp16=False)
 
 
 # ----------------------------------------------------------------------------- CPUs
