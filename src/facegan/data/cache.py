@@ -53,6 +53,7 @@ import numpy as np
 from facegan.data.celeba import resolve_source
 from facegan.data.spool import TarSpool, spool_tar
 from facegan.data.transform import prepare_image
+from facegan.devices import usable_cpus
 from facegan.errors import BadImageError, FaceganError, WriteError
 from facegan.fileio import atomic_write, atomic_write_text, check_output_file, clean_stale_temps, file_digest
 from facegan.images import ImageSource
@@ -272,11 +273,8 @@ def work_dir(out: str | os.PathLike) -> Path:
 
 
 def _n_workers(requested: int, n_jobs: int) -> int:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, min(requested or cores, n_jobs))
+    """``requested`` workers (0: one per CPU this process may use), never more than the jobs."""
+    return max(1, min(requested or usable_cpus(), n_jobs))
 
 
 def _pool_context():
