@@ -75,7 +75,7 @@ class PrepareConfig:
     split: Literal["all", "train", "valid", "test"] = "all"
     """CelebA split from list_eval_partition.txt (needs the CelebA layout for anything but all)."""
     workers: int = 0
-    """Worker processes decoding images (0: one per CPU core)."""
+    """Worker processes decoding images (0: one per CPU this process may use)."""
     chunk: int = 512
     """Images per work unit: the unit of progress, of parallel work and of resume."""
     small: Literal["upsample", "skip"] = "upsample"
