@@ -95,6 +95,8 @@ def _module_graph() -> dict[str, set[str]]:
                 if is_package:
                     reexports.setdefault(mod, {}).update({a.asname or a.name: base for a in node.names})
         raw[mod] = found
+        if is_package:  # a lazy export table ({name: module}, read by __getattr__) re-exports too
+            reexports.setdefault(mod, {}).update(_lazy_exports(mod, tree))
 
     def resolve(base: str, name: str | None, hops: int = 0) -> str:
         if name is None or f"{base}.{name}" in trees:
@@ -103,6 +105,20 @@ def _module_graph() -> dict[str, set[str]]:
         return resolve(origin, name, hops + 1) if origin and origin != base and hops < 10 else base
 
     return {mod: {resolve(b, n) for b, n in found} & trees.keys() - {mod} for mod, found in raw.items()}
+
+
+def _lazy_exports(package: str, tree: ast.Module) -> dict[str, str]:
+    """``{name: module}`` of a package's module-level dict literals of strings that name its
+    modules, fully (``"facegan.fid.stats"``) or by submodule (``"zoo"``)."""
+    out: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
+            for k, v in zip(node.value.keys, node.value.values):
+                if isinstance(k, ast.Constant) and isinstance(v, ast.Constant) and isinstance(v.value, str):
+                    target = v.value if v.value.startswith("facegan.") else f"{package}.{v.value}"
+                    if (PKG.parent / Path(*target.split("."))).with_suffix(".py").is_file():
+                        out[k.value] = target
+    return out
 
 
 def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -153,8 +169,11 @@ def test_the_graph_resolves_submodules_and_reexports():
     graph = _module_graph()
     assert "facegan.train.loop" in graph["facegan.train"]  # `from facegan.train import loop` (in a function)
     assert "facegan.data.cache" in graph["facegan.commands.prepare"] or "facegan.data" in graph["facegan.commands.prepare"]
-    # a name the data package re-exports resolves to the module that defines it, not the package
+    # a name a package re-exports resolves to the module that defines it, not the package: by an
+    # import in its __init__ (facegan.data), or by its lazy export table (facegan.fid, facegan.cnn)
     assert not any("facegan.data" in deps for mod, deps in graph.items() if mod.startswith("facegan.data."))
+    assert "facegan.fid.stats" in graph["facegan.train.scoring"]  # `from facegan.fid import Stats`
+    assert "facegan.fid" not in graph["facegan.train.scoring"]
 
 
 def test_no_import_circles_in_the_library():
