@@ -289,15 +289,14 @@ def compare(
     # 2. one pass per image source
     sides = _score_sides(inputs, scorer, opts, want_kid, plan, tap, warnings)
     sa, sb = sides["a"], sides["b"]
-    value = _frechet(sa, sb)
-    n_floor = plan.n if plan is not None and plan.n is not None else (floor_n if floor_n is not None else sa.stats.n)
 
-    # 3. the numbers
+    # 3. the numbers (the floor at the sample size being judged: floor_n, else A's count)
+    value = _frechet(sa, sb)
     kid_result = _kid_of(sa, sb, opts) if want_kid else None
     if plan is not None:
-        floor, floor_origin = _measured_floor(plan, n_floor, sides, scorer, opts)
+        floor, floor_origin = _measured_floor(plan, plan.n, sides, scorer, opts)  # plan.n: set by A's pass
     else:
-        floor, floor_origin = _recorded_floor((sb, sa), n_floor or sa.stats.n, warnings)
+        floor, floor_origin = _recorded_floor((sb, sa), floor_n or sa.stats.n, warnings)
     warnings += _side_warnings(sa, sb, floor is not None, opts.expect_size)
     copies = tap.flush() if tap is not None else None
     if copies is not None and copies.other_size:
