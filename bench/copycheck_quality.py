@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +27,8 @@ import numpy as np
 from PIL import Image
 
 from _common import PHOTOS, build_cache  # bench/ is on sys.path when run as a script
+
+from facegan.devices import cpu_name  # the one CPU-name rule (/proc/cpuinfo)
 
 
 def jpeg(x: np.ndarray, quality: int) -> np.ndarray:
@@ -78,17 +78,6 @@ ALTERATIONS = [
     ("zoomed 1.1x (crop)", lambda x: zoom(x, 1.1), False),
     ("rotated 3 degrees", lambda x: pil_each(x, lambda im: im.rotate(3, Image.BICUBIC)), False),
 ]
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def timed(f):

@@ -145,7 +145,7 @@ def main() -> None:
         raise SystemExit(f"--kimg {args.kimg!r}: give positive marks, e.g. 50,100,200")
     from facegan.images import load_uint8_array
     from facegan.runtime import configure_torch
-    from facegan.train.autotune import cpu_name
+    from facegan.devices import cpu_name
 
     configure_torch("cpu", args.threads)
     cache = build_cache(args.photos, args.cache)

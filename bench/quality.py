@@ -164,7 +164,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = ap.parse_args()
 
-    from facegan.train.autotune import cpu_name
+    from facegan.devices import cpu_name
 
     root = Path(tempfile.mkdtemp(prefix="facegan-quality-"))
     jobs = [parse_entry(e, args.seed, args.minutes) for e in split_entries(args.presets)]

@@ -59,6 +59,17 @@ def stand_in(monkeypatch):
     return scorer
 
 
+def graded(entries, grader, progress: bool = True, say=None):
+    """What ``facegan grade`` does with a grader: grade the entries, then write the results files
+    from the rows (:func:`facegan.grade.grade` itself writes only its caches and grids)."""
+    from facegan.grade import grade, run_info
+    from facegan.leaderboard import write_results
+
+    rows = grade(entries, grader, progress=progress, say=say)
+    write_results(grader.out, run_info(grader), rows)
+    return rows
+
+
 def images(seed: int, n: int, brightness: int = 0) -> np.ndarray:
     """``n`` distinct 64x64 images: smooth random blobs (so thumbnails and copies behave like photos)."""
     rng = np.random.default_rng(seed)

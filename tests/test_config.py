@@ -81,3 +81,27 @@ def test_validation_runs_and_dict_roundtrip_ignores_unknown_keys():
         dataclass_from_args(Toy, args)
     cfg = Toy(lr=0.5)
     assert from_dict(Toy, {**to_dict(cfg), "from_a_newer_version": 1}) == cfg
+
+
+def test_help_reads_the_names_from_their_tables_only_when_shown():
+    """The loss and augmentation names are written once, in their tables; the help lists them
+    from there, and building the parser imports neither table (nor torch)."""
+    import subprocess
+    import sys
+
+    from facegan.config import expand_tables
+
+    code = ("import sys; from facegan.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'facegan.train.losses', 'facegan.train.augment') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+    from facegan.train.augment import FAMILIES
+    from facegan.train.config import TrainConfig
+    from facegan.train.losses import LOSSES
+
+    docs = field_docs(TrainConfig)
+    assert f"one of {', '.join(LOSSES)} " in expand_tables(docs["loss"])
+    assert f"comma-separated of {', '.join(FAMILIES)}, or none" in expand_tables(docs["augment"])
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, TrainConfig, exclude=("g", "d"))
+    assert ", ".join(LOSSES) in " ".join(parser.format_help().split())

@@ -9,11 +9,11 @@ import tarfile
 
 import numpy as np
 import pytest
-from gradekit import archive, huge_canvas_png, images, png, reference, stand_in, submission  # noqa: F401 (fixture)
+from gradekit import archive, graded, huge_canvas_png, images, png, reference, stand_in, submission  # noqa: F401 (fixture)
 
 from facegan.cli import main
 from facegan.fid.distance import frechet_distance
-from facegan.grade import Grader, grade
+from facegan.grade import Grader
 from facegan.pack import MAX_IMAGE_BYTES
 
 #: float results: run again with the kernels forced down in CI (.ci/forced-kernels)
@@ -57,7 +57,7 @@ def test_grade_scores_ranks_rejects_and_flags(classroom, stand_in, tmp_path, mon
     monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", guarded_load)
     grader = Grader(ref, tmp_path / "results", lambda: stand_in, count=N)
     entries = sorted(sub.iterdir())
-    results = grade(entries, grader, progress=False)
+    results = graded(entries, grader, progress=False)
     by = {r.student: r for r in results}
 
     scored = [r.student for r in results if r.status == "scored"]
@@ -105,12 +105,12 @@ def test_rerun_reuses_cached_results_and_rescores_a_changed_archive(stand_in, tm
     a = submission(sub / "20259001.tar.gz", images(1, N))
     b = submission(sub / "20259002.tar.gz", images(7, N))
     grader = Grader(ref, tmp_path / "results", lambda: stand_in, count=N)
-    first = {r.student: r.fid for r in grade([a, b], grader, progress=False)}
+    first = {r.student: r.fid for r in graded([a, b], grader, progress=False)}
     assert stand_in.calls == [N, N]
-    again = {r.student: r.fid for r in grade([a, b], grader, progress=False)}
+    again = {r.student: r.fid for r in graded([a, b], grader, progress=False)}
     assert again == first and stand_in.calls == [N, N]  # nothing scored twice
     submission(b, images(8, N))  # the student re-uploads
-    grade([a, b], grader, progress=False)
+    graded([a, b], grader, progress=False)
     assert stand_in.calls == [N, N, N]
 
 
@@ -123,7 +123,7 @@ def test_oversized_and_overfull_archives_are_refused_from_their_headers(stand_in
         tf.addfile(info, io.BytesIO(b"\0" * info.size))
     many = archive(tmp_path / "20252222.tar.gz", {f"x/{i:05d}.png": b"x" for i in range(N + 17)})
     grader = Grader(ref, tmp_path / "results", lambda: stand_in, count=N)
-    by = {r.student: r for r in grade([big, many], grader, progress=False)}
+    by = {r.student: r for r in graded([big, many], grader, progress=False)}
     assert any("at most" in p for p in by["20251111"].problems)
     assert f"more than {N + 16} members; expected {N} images" in by["20252222"].problems
     assert sum("not an image" in p for p in by["20252222"].problems) == N + 16  # every problem, not the first
@@ -144,3 +144,16 @@ def test_cli_grade_prints_the_ranking(stand_in, tmp_path, capsys):
     assert "real photos score 16.43" in out and "16.43" in (tmp_path / "r" / "index.html").read_text()
     assert main(["grade", str(tmp_path / "nowhere"), "--ref", str(ref), "-o", str(tmp_path / "r")]) == 2
     assert "no such submission file or folder" in capsys.readouterr().err
+
+
+def test_grade_returns_rows_and_the_command_writes_the_results(stand_in, tmp_path):
+    """The grader never writes the page: grade() returns rows, leaderboard.write_results writes them."""
+    from facegan.grade import grade, run_info
+    from facegan.leaderboard import write_results
+
+    ref = reference(tmp_path / "ref.npz", stand_in, images(100, 40))
+    grader = Grader(ref, tmp_path / "results", lambda: stand_in, count=N)
+    rows = grade([submission(tmp_path / "20250001.tar.gz", images(1, N))], grader, progress=False)
+    assert [r.status for r in rows] == ["scored"] and not (tmp_path / "results" / "scores.json").exists()
+    paths = write_results(grader.out, run_info(grader), rows)
+    assert json.loads(paths["json"].read_text())["submissions"][0]["student"] == "20250001"

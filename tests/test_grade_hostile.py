@@ -11,11 +11,11 @@ import tarfile
 
 import numpy as np
 import pytest
-from gradekit import archive, images, png, reference, stand_in, submission  # noqa: F401 (fixture)
+from gradekit import archive, graded, images, png, reference, stand_in, submission  # noqa: F401 (fixture)
 
 from facegan.cli import main
 from facegan.errors import FaceganError
-from facegan.grade import Grader, grade, list_submissions
+from facegan.grade import Grader, list_submissions
 
 N = 8
 
@@ -74,7 +74,7 @@ def test_a_messy_folder_gets_one_row_per_entry_in_all_three_files(messy, stand_i
     real_digest = g._digest
     monkeypatch.setattr(g, "_digest", lambda f: (hashed.append(os.fstat(f.fileno()).st_size), real_digest(f))[1])
     out = tmp_path / "results"
-    rows = grade(list_submissions([sub]), Grader(ref, out, lambda: stand_in, count=N), progress=False)
+    rows = graded(list_submissions([sub]), Grader(ref, out, lambda: stand_in, count=N), progress=False)
     assert max(hashed) < 1 << 20  # the 32 GiB file was refused from its size, never hashed
     from facegan.safetext import shown
 
@@ -98,7 +98,7 @@ def test_a_messy_folder_gets_one_row_per_entry_in_all_three_files(messy, stand_i
     assert "2025\\xff\\x1b[2J.tar.gz" in page and any(r["entry"] == "2025\\xff\\x1b[2J.tar.gz" for r in table)
     assert data["summary"] == {"entries": len(want), "scored": 4, "rejected": 5, "error": 0, "ignored": 6, "with_copies": 0}
 
-    again = grade(list_submissions([sub]), Grader(ref, out, lambda: stand_in, count=N), progress=False)  # from the cache
+    again = graded(list_submissions([sub]), Grader(ref, out, lambda: stand_in, count=N), progress=False)  # from the cache
     assert [(r.entry, r.status, r.fid) for r in again] == [(r.entry, r.status, r.fid) for r in rows]
     assert stand_in.calls == [N] * 4  # nothing scored twice, and the cached odd names did not crash the rerun
 
@@ -111,7 +111,7 @@ def test_identical_hand_ins_keep_their_names_and_are_flagged_also_from_the_cache
     (sub / "20250002.tar.gz").write_bytes((sub / "20250001.tar.gz").read_bytes())
     submission(sub / "20250003.tar.gz", images(3, N))
     for _ in range(2):  # the second run comes from the cache
-        rows = grade(list_submissions([sub]), Grader(ref, tmp_path / "r", lambda: stand_in, count=N), progress=False)
+        rows = graded(list_submissions([sub]), Grader(ref, tmp_path / "r", lambda: stand_in, count=N), progress=False)
         by = {r.student: r for r in rows}
         assert by["20250001"].entry == "20250001.tar.gz" and by["20250002"].entry == "20250002.tar.gz"
         assert "the same archive bytes as 20250002.tar.gz" in by["20250001"].warnings
@@ -137,7 +137,7 @@ def test_a_crash_inside_one_archive_is_that_archives_row(stand_in, tmp_path, mon
 
     monkeypatch.setattr(g, "check_archive", flaky)
     grader = Grader(ref, tmp_path / "r", lambda: stand_in, count=N)
-    by = {r.student: r for r in grade([a, b], grader, progress=False)}
+    by = {r.student: r for r in graded([a, b], grader, progress=False)}
     assert by["20250001"].status == "rejected" and "cannot be read safely (MemoryError: simulated)" in by["20250001"].problems[0]
     assert by["20250002"].status == "scored"
 
@@ -146,7 +146,7 @@ def test_a_crash_inside_one_archive_is_that_archives_row(stand_in, tmp_path, mon
 
     monkeypatch.setattr(stand_in, "statistics", broken_scorer)
     c = submission(tmp_path / "20250003.tar.gz", images(3, N))
-    by = {r.student: r for r in grade([c], grader, progress=False)}
+    by = {r.student: r for r in graded([c], grader, progress=False)}
     assert by["20250003"].status == "error" and "not cached" in by["20250003"].problems[0]
     assert not list((tmp_path / "r" / "cache").glob("*.json")) or all(
         "20250003" not in p.read_text() for p in (tmp_path / "r" / "cache").glob("*.json"))
@@ -180,7 +180,7 @@ def test_target_adds_a_verdict_everywhere_and_a_summary(stand_in, tmp_path, caps
     submission(sub / "20250002.tar.gz", images(2, N, brightness=90))
     archive(sub / "20250003.tar.gz", {"x.txt": b"x"})
     grader = Grader(ref, tmp_path / "probe", lambda: stand_in, count=N)
-    fids = sorted(r.fid for r in grade([sub / "20250001.tar.gz", sub / "20250002.tar.gz"], grader, progress=False))
+    fids = sorted(r.fid for r in graded([sub / "20250001.tar.gz", sub / "20250002.tar.gz"], grader, progress=False))
     target = (fids[0] + fids[1]) / 2
     out = tmp_path / "r"
     assert main(["grade", str(sub), "--ref", str(ref), "-o", str(out), "--count", str(N), "--quiet",
@@ -198,7 +198,7 @@ def test_target_adds_a_verdict_everywhere_and_a_summary(stand_in, tmp_path, caps
 def test_the_page_stays_usable_for_many_students(stand_in, tmp_path):
     ref = reference(tmp_path / "ref.npz", stand_in, images(100, 40))
     subs = [submission(tmp_path / f"2025000{i}.tar.gz", images(i, N)) for i in range(3)]
-    grade(subs, Grader(ref, tmp_path / "r", lambda: stand_in, count=N), progress=False)
+    graded(subs, Grader(ref, tmp_path / "r", lambda: stand_in, count=N), progress=False)
     page = (tmp_path / "r" / "index.html").read_text()
     assert page.index("3 entries: 3 scored") < page.index("<table")  # the summary first
     assert page.count("loading='lazy'") == 3
@@ -260,7 +260,7 @@ def test_the_time_cap_applies_per_archive(stand_in, tmp_path, monkeypatch):
     a = submission(tmp_path / "20250001.tar.gz", images(1, N))
     clock = iter(range(0, 100_000))  # each look at the clock: one second later
     monkeypatch.setattr(safetar.time, "monotonic", lambda: next(clock))
-    [row] = grade([a], Grader(ref, tmp_path / "r", lambda: stand_in, count=N, read_seconds=3), progress=False)
+    [row] = graded([a], Grader(ref, tmp_path / "r", lambda: stand_in, count=N, read_seconds=3), progress=False)
     assert row.status == "rejected" and "reading took more than 3 s (the time cap)" in row.problems[-1]
 
 

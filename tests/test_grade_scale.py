@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gradekit import archive, images, png, reference, stand_in, submission  # noqa: F401 (fixture)
+from gradekit import archive, graded, images, png, reference, stand_in, submission  # noqa: F401 (fixture)
 from PIL import Image
 
 from facegan.cli import main
 from facegan.gradeshards import parse_shard, shard_indices
-from facegan.grade import Grader, classify, grade
+from facegan.grade import Grader, classify
 
 N = 10
 
@@ -41,7 +41,7 @@ def test_each_distinct_image_set_is_scored_once_and_still_flagged(stand_in, tmp_
     submission(sub / "20250004.tar.gz", images(4, N))
     assert (sub / "20250001.tar.gz").read_bytes() != (sub / "20250002.tar.gz").read_bytes()
     grader = Grader(ref, tmp_path / "r", lambda: stand_in, count=N)
-    by = {r.student: r for r in grade(sorted(sub.iterdir()), grader, progress=False)}
+    by = {r.student: r for r in graded(sorted(sub.iterdir()), grader, progress=False)}
     assert stand_in.calls == [N, N]  # two distinct sets: two Inception passes for four archives
     assert grader.sets_scored == 2 and grader.sets_reused == 2
     assert by["20250001"].fid == by["20250002"].fid == by["20250003"].fid != by["20250004"].fid
@@ -54,7 +54,7 @@ def test_each_distinct_image_set_is_scored_once_and_still_flagged(stand_in, tmp_
     # a later run (another results folder state, a new grader) with a new archive of a known set
     _resaved(sub / "20250005.tar.gz", images(4, N), "late")
     again = Grader(ref, tmp_path / "r", lambda: stand_in, count=N)
-    rows = {r.student: r for r in grade(sorted(sub.iterdir()), again, progress=False)}
+    rows = {r.student: r for r in graded(sorted(sub.iterdir()), again, progress=False)}
     assert stand_in.calls == [N, N] and again.sets_scored == 0  # from the per-archive and per-set caches
     assert rows["20250005"].fid == rows["20250004"].fid and rows["20250005"].status == "scored"
 
@@ -62,13 +62,13 @@ def test_each_distinct_image_set_is_scored_once_and_still_flagged(stand_in, tmp_
     other = reference(tmp_path / "other.npz", stand_in, images(200, 40))
     _resaved(sub / "20250006.tar.gz", images(4, N), "later")
     g = Grader(other, tmp_path / "r", lambda: stand_in, count=N)
-    assert grade([sub / "20250006.tar.gz"], g, progress=False)[0].fid != rows["20250004"].fid
+    assert graded([sub / "20250006.tar.gz"], g, progress=False)[0].fid != rows["20250004"].fid
     assert g.sets_scored == 1 and stand_in.calls == [N, N, N]
     for torn in (tmp_path / "r" / "cache" / "sets").iterdir():  # a torn set entry is scored again, not trusted
         torn.write_text('{"protocol": ')
     (sub / "20250007.tar.gz").write_bytes((sub / "20250006.tar.gz").read_bytes())
     g = Grader(other, tmp_path / "r", lambda: stand_in, count=N)
-    assert grade([sub / "20250007.tar.gz"], g, progress=False)[0].status == "scored" and g.sets_scored == 1
+    assert graded([sub / "20250007.tar.gz"], g, progress=False)[0].status == "scored" and g.sets_scored == 1
 
 
 class _Terminal(io.StringIO):
@@ -98,7 +98,7 @@ def test_progress_moves_from_the_first_image_and_the_rest_is_estimated(stand_in,
     err = _Terminal()
     monkeypatch.setattr("sys.stderr", err)
     said: list[str] = []
-    grade([tmp_path / "notes.txt", *subs], Grader(ref, tmp_path / "r", lambda: stand_in, count=N),
+    graded([tmp_path / "notes.txt", *subs], Grader(ref, tmp_path / "r", lambda: stand_in, count=N),
           progress=True, say=said.append)
     text = err.getvalue()
     # a bar per archive counting the images handed to the network, batch by batch (8, then 10)
@@ -118,7 +118,7 @@ def test_a_long_class_is_told_about_shards(stand_in, tmp_path, monkeypatch):
     ticks = iter(range(0, 100_000, 4000))
     monkeypatch.setattr(g, "_clock", lambda: next(ticks))
     said: list[str] = []
-    grade(subs, Grader(ref, tmp_path / "r", lambda: stand_in, count=N), progress=False, say=said.append)
+    graded(subs, Grader(ref, tmp_path / "r", lambda: stand_in, count=N), progress=False, say=said.append)
     assert len(said) == 1 and "took 1 h 06 min" in said[0] and "--shard K/N" in said[0]
 
 

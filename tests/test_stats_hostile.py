@@ -11,7 +11,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from gradekit import DIMS, images, reference, stand_in, submission  # noqa: F401 (fixture)
+from gradekit import DIMS, graded, images, reference, stand_in, submission  # noqa: F401 (fixture)
 
 from facegan.cli import main
 from facegan.errors import FaceganError
@@ -143,20 +143,20 @@ def test_a_damaged_stats_partial_file_starts_over(tmp_path):
 
 
 def test_a_damaged_grade_cache_entry_is_graded_again(tmp_path, stand_in):
-    from facegan.grade import Grader, grade, list_submissions
+    from facegan.grade import Grader, list_submissions
 
     ref = reference(tmp_path / "ref.npz", stand_in, images(100, 40))
     sub = tmp_path / "sub"
     sub.mkdir()
     submission(sub / "20250001.tar.gz", images(1, N))
-    first = grade(list_submissions([sub]), Grader(ref, tmp_path / "r", lambda: stand_in, count=N), progress=False)
+    first = graded(list_submissions([sub]), Grader(ref, tmp_path / "r", lambda: stand_in, count=N), progress=False)
     [cache] = (tmp_path / "r" / "cache").glob("*.json")
     [set_cache] = (tmp_path / "r" / "cache" / "sets").glob("*.json")
     saved = json.loads(cache.read_text())
     saved["result"]["fid"] = "abc"
     cache.write_text(json.dumps(saved))
     calls = len(stand_in.calls)
-    again = grade(list_submissions([sub]), Grader(ref, tmp_path / "r", lambda: stand_in, count=N), progress=False)
+    again = graded(list_submissions([sub]), Grader(ref, tmp_path / "r", lambda: stand_in, count=N), progress=False)
     # the archive is checked again; its image set's score is still good in cache/sets: no new pass
     assert len(stand_in.calls) == calls and again[0].fid == first[0].fid
     assert json.loads(cache.read_text())["result"]["fid"] == again[0].fid  # repaired
@@ -164,7 +164,7 @@ def test_a_damaged_grade_cache_entry_is_graded_again(tmp_path, stand_in):
         cache.write_text('{"result": []}')  # (the archive entry damaged too, so that it is graded again)
         set_cache.write_text(damage)
         calls = len(stand_in.calls)
-        third = grade(list_submissions([sub]), Grader(ref, tmp_path / "r", lambda: stand_in, count=N),
+        third = graded(list_submissions([sub]), Grader(ref, tmp_path / "r", lambda: stand_in, count=N),
                       progress=False)
         assert len(stand_in.calls) == calls + 1 and third[0].fid == first[0].fid  # scored again, same bits
 

@@ -88,7 +88,7 @@ def test_resume_refuses_model_changes_and_fresh_runs_refuse_old_folders(cache, t
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(cache, tmp_path, monkeypatch):
-    import facegan.losses as losses
+    import facegan.train.losses as losses
 
     calls = {"n": 0}
     good = losses.LOSSES["bce"]

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from facegan.errors import FaceganError
 from facegan.data import to_model_range
-from facegan.loader import BatchLoader
-from facegan.losses import LOSSES, get_loss
+from facegan.data.loader import BatchLoader
+from facegan.train.losses import LOSSES, get_loss
 from facegan.train.config import TrainConfig
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from facegan.losses import LOSSES
+from facegan.train.losses import LOSSES
 from facegan.train.augment import FAMILIES, Augment, parse_policy
 from facegan.train.step import GanStep, Nets
 

@@ -8,6 +8,11 @@ runs the config's own ``__post_init__`` validation.
 
 Supported field types: ``int``, ``float``, ``str``, ``bool`` (``--x/--no-x``), ``Literal[...]``
 (choices) and ``X | None`` of those.
+
+A docstring may name a table of the library by its dotted path in braces, e.g.
+``{facegan.train.losses.LOSSES}``: the help lists that table's names (:func:`expand_tables`), read
+only when the help is shown, so a list of choices is written once, in the table that implements
+them, and building the parser never imports the table's module (often torch).
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import importlib
 import inspect
+import re
 import textwrap
 import types
 import typing
@@ -49,6 +56,28 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+#: ``{facegan.pkg.module.TABLE}`` in a field docstring: the module and the table's name.
+_TABLE_REF = re.compile(r"\{(facegan(?:\.\w+)+)\.(\w+)\}")
+
+
+def expand_tables(text: str) -> str:
+    """``text`` with every ``{module.TABLE}`` replaced by the table's names (its keys or items),
+    comma-separated: ``{facegan.train.losses.LOSSES}`` -> ``bce, hinge, lsgan``."""
+    return _TABLE_REF.sub(lambda m: ", ".join(getattr(importlib.import_module(m[1]), m[2])), text)
+
+
+class _HelpNamingTables(str):
+    """Help text that names tables, expanded when argparse formats it (``help % params``), i.e.
+    only for ``--help``: registering every command's options must stay free of heavy imports."""
+
+    def __mod__(self, params: Any) -> str:
+        return expand_tables(str(self)) % params
+
+
+def _help(text: str) -> str:
+    return _HelpNamingTables(text) if _TABLE_REF.search(text) else text
+
+
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -63,7 +92,7 @@ def _option(name: str) -> str:
 
 
 def _argument_kwargs(cls: type, f: dataclasses.Field, tp: Any, optional: bool, help_text: str) -> dict[str, Any]:
-    kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text}
+    kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": _help(help_text)}
     if tp is bool:
         kw["action"] = argparse.BooleanOptionalAction
         return kw

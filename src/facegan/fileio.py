@@ -9,6 +9,7 @@ temporary file and raises :class:`~facegan.errors.WriteError` naming the target.
 Only SIGKILL (or a power cut) can leave a temporary file behind; its name carries the writer's
 pid, so :func:`clean_stale_temps` can tell the leftovers of a dead process from a write still in
 progress and remove them. Writers call it for their own target when they start.
+:func:`cache_dir` is the one rule for where facegan keeps what it can rebuild.
 :func:`check_output_file` refuses, before any work, an output path that cannot become a file.
 """
 
@@ -31,6 +32,16 @@ TMP_GLOB = f".*{TMP_MARK}*"
 _TMP_NAME = re.compile(r"^\.(?P<target>.+)" + re.escape(TMP_MARK) + r"(?P<pid>\d+)-[0-9a-f]+$")
 # facegan <= 0.x named them ".<name>.<pid>-<8 hex>.tmp": recognised too, so old leftovers go.
 _OLD_TMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
+
+
+def cache_dir() -> Path:
+    """facegan's one cache folder (converted FID weights, speed checks): ``$FACEGAN_CACHE``, else
+    ``$XDG_CACHE_HOME/facegan`` (``~/.cache/facegan``). Computed on each call, so a changed
+    environment (a test's, a user's) is always honoured."""
+    if os.environ.get("FACEGAN_CACHE"):
+        return Path(os.environ["FACEGAN_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "facegan"
 
 
 def temp_path(path: str | os.PathLike) -> Path:

@@ -27,7 +27,8 @@ of the set alone — whichever archive holding it comes first, in whichever run 
 not member bytes: FID sees only pixels, and the same images re-saved (another PNG compression
 level, other file names, a re-packed archive) are the same set. Such duplicates are still
 flagged on every row (:func:`flag_shared`). :mod:`facegan.gradeshards` splits a class over
-processes or machines and merges the parts; :mod:`facegan.leaderboard` writes the results.
+processes or machines and merges the parts. :func:`grade` returns the rows and :func:`run_info` the
+run's settings; the command writes them out (:mod:`facegan.leaderboard`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import stat
 import sys
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
@@ -50,6 +51,7 @@ import numpy as np
 from facegan.errors import FaceganError
 from facegan.fid.features import FEATURE_DIMS
 from facegan.fileio import atomic_write_text
+from facegan.graderows import GradeResult  # re-exported: the rows grade() returns
 from facegan.images import open_regular
 from facegan.pack import (DEFAULT_COUNT, DEFAULT_SIZE, MAX_ARCHIVE_BYTES, READ_SECONDS, check_archive,
                           is_os_junk)
@@ -85,37 +87,6 @@ class Entry:
             if lower.endswith(suffix) and len(name) > len(suffix):
                 return shown(name[: -len(suffix)])
         return shown(name)
-
-
-@dataclass
-class GradeResult:
-    """One entry's outcome. Every text is escaped (:func:`facegan.safetext.shown`)."""
-
-    student: str
-    entry: str
-    """The file name in the submissions folder."""
-    archive: str
-    """Its path."""
-    sha256: str = ""
-    """The archive's sha256 ('' when it was not read: ignored, or refused from its size)."""
-    status: str = "rejected"
-    """'scored', 'rejected', 'ignored' or 'error' (a failure on the grader's side)."""
-    n: int = 0
-    fid: float | None = None
-    rank: int | None = None
-    """1 for the lowest FID; equal FIDs (to 4 decimals) share a rank."""
-    verdict: str = ""
-    """With a target: 'pass', 'fail', or 'review' (FID meets the target but copies were found)."""
-    copies: int | None = None
-    """Images that are copies of training photos (``None``: copy check off or not scored)."""
-    copy_examples: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    """Every problem of a rejected archive; the reason of an ignored entry or an error."""
-    warnings: list[str] = field(default_factory=list)
-    grid: str | None = None
-    """The sample grid's path relative to the results folder."""
-    pixel_hashes: list[str] = field(default_factory=list, repr=False)
-    """Short hashes of each image's pixels (to find images shared between submissions)."""
 
 
 def _sane_cached(r: GradeResult) -> bool:
@@ -541,14 +512,33 @@ def grade_entries(entries: list[Entry], grader: Grader, progress: bool = True,
     return results
 
 
+def reference_words(grader: Grader) -> str:
+    """How the reference is described everywhere: its size, or that it is unknown."""
+    return grader.ref.size_text("reference")
+
+
+def run_info(grader: Grader) -> dict:
+    """What every output says about the run, apart from its rows: the reference, the protocol,
+    the target, the copy check, the weights (``None`` while no scorer was needed). JSON-ready;
+    equal for every shard of one class, so a merge of shards (:mod:`facegan.gradeshards`) writes
+    the outputs without the reference file or the network."""
+    index = grader.copy_index
+    return {
+        "reference": str(grader.ref_path), "reference_sha256": grader.ref_sha256, "reference_n": grader.ref.n or None,
+        "reference_words": reference_words(grader),
+        "samples_per_submission": grader.count, "image_size": grader.size,
+        "real_data_floor": grader.floor, "target": grader.target,
+        "copy_check": None if index is None else {"train_images": index.source, "photos": len(index),
+                                                  "threshold": index.threshold, "fingerprint": index.fingerprint},
+        "weights_sha256": grader.weights_sha256,
+    }
+
+
 def grade(entries: Iterable[Entry | str | os.PathLike], grader: Grader, progress: bool = True,
           say: Callable[[str], None] | None = None) -> list[GradeResult]:
-    """Grade every entry (cached results reused), flag what is shared, rank, write the results;
-    the rows in ranking order."""
-    from facegan.leaderboard import run_info, write_results
-
+    """Grade every entry (cached results reused), flag what is shared, rank: the rows in ranking
+    order. Writes only the per-archive cache and sample grids; the results files are written from
+    the rows by :func:`facegan.leaderboard.write_results` (with :func:`run_info`)."""
     results = grade_entries(prepare_entries(entries, grader), grader, progress, say)
     flag_shared(results)
-    rows = rank_and_judge(results, grader.target)
-    write_results(grader.out, run_info(grader), rows)
-    return rows
+    return rank_and_judge(results, grader.target)

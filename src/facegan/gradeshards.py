@@ -5,10 +5,10 @@ day and more on one core. Each of N processes or machines (a SLURM array job: ``
 $SLURM_ARRAY_TASK_ID/N``) grades its part of the same submissions listing and writes
 ``<out>/shards/K-of-N.json``: its rows before anything is compared across students (no flags,
 no ranks), with the pixel hashes that comparison needs, the listing it saw and the run's
-settings (:func:`facegan.leaderboard.run_info`). :func:`merge` then checks that all N parts are
+settings (:func:`facegan.grade.run_info`). :func:`merge` then checks that all N parts are
 there, saw the same listing and used the same settings, puts the rows back in listing order and
-does what a single run does after grading — flag what is shared, rank, write — so its outputs
-equal one run's (``scores.json`` up to its ``graded_at`` time). Shards that write to one results
+does what a single run does after grading — flag what is shared, rank — and returns the rows
+and settings that the command writes out as a single run's, so its outputs equal one run's (``scores.json`` up to its ``graded_at`` time). Shards that write to one results
 folder (a shared file system) also share its caches: an archive or image set scored by one is
 not scored again by a later one.
 
@@ -30,7 +30,7 @@ from typing import Callable, Iterable
 from facegan.errors import FaceganError
 from facegan.fileio import atomic_write_text
 from facegan.grade import (Entry, Grader, GradeResult, flag_shared, grade_entries, prepare_entries,
-                           rank_and_judge)
+                           rank_and_judge, run_info)
 
 FORMAT = "facegan-grade-shard"
 VERSION = 1
@@ -63,8 +63,6 @@ def shard_path(out: str | os.PathLike, k: int, n: int) -> Path:
 def grade_shard(entries: Iterable[Entry | str | os.PathLike], grader: Grader, k: int, n: int,
                 progress: bool = True, say: Callable[[str], None] | None = None) -> tuple[Path, list[GradeResult]]:
     """Grade part ``k`` of ``n`` of ``entries`` and write it (:func:`shard_path`); its path and rows."""
-    from facegan.leaderboard import run_info
-
     entries = prepare_entries(entries, grader)
     mine = shard_indices(entries, k, n)
     results = grade_entries([entries[i] for i in mine], grader, progress, say)
@@ -144,10 +142,10 @@ def find_shards(dirs: Iterable[str | os.PathLike]) -> list[dict]:
 
 def merge(dirs: Iterable[str | os.PathLike], out: str | os.PathLike,
           say: Callable[[str], None] | None = None) -> tuple[list[GradeResult], dict]:
-    """The rows (ranking order) and run settings of all parts under ``dirs``, written to ``out``
-    as one run would have written them; sample grids of parts in other folders are copied."""
+    """The rows (ranking order) and run settings of all parts under ``dirs``, for ``out``: sample
+    grids of parts in other folders are copied there; the command writes the results files
+    (:func:`facegan.leaderboard.write_results`) from what this returns."""
     from facegan.grade import _say
-    from facegan.leaderboard import write_results
 
     parts = find_shards(dirs)
     listing = parts[0]["listing"]
@@ -181,6 +179,4 @@ def merge(dirs: Iterable[str | os.PathLike], out: str | os.PathLike,
                       "part's grids/ folder with its shards/)")
     results = [r for r in slots if r is not None]
     flag_shared(results)
-    rows = rank_and_judge(results, run["target"])
-    write_results(out, run, rows)
-    return rows, run
+    return rank_and_judge(results, run["target"]), run

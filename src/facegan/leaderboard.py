@@ -14,9 +14,10 @@ external script, and a Content-Security-Policy that allows that one script (by i
 nothing else, so nothing a submission's name holds can run. ``tests/test_leaderboard_browser.py``
 checks it in a real Chromium.
 
-What the outputs need of the run (reference, protocol, target, copy check) is one plain dict,
-:func:`run_info`, so a merge of shards (:mod:`facegan.gradeshards`) writes them without the
-reference file or the network.
+It is given everything it shows: the rows (:class:`~facegan.graderows.GradeResult`) and what the
+outputs say of the run (reference, protocol, target, copy check) as one plain dict
+(:func:`facegan.grade.run_info`), so a merge of shards (:mod:`facegan.gradeshards`) writes them
+without the reference file or the network, and this module never imports the grader.
 """
 
 from __future__ import annotations
@@ -30,15 +31,13 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pragma: no cover
-    from facegan.grade import Grader, GradeResult
+from facegan.graderows import GradeResult
 
 _HTML_PROBLEMS = 20  # shown at once on the page; the rest behind a "more" fold
 
 
-def summary(rows: list["GradeResult"], target: float | None) -> dict:
+def summary(rows: list[GradeResult], target: float | None) -> dict:
     """Counts of the run: entries, scored, passing, to review, rejected, errors, ignored."""
     count = {s: sum(r.status == s for r in rows) for s in ("scored", "rejected", "error", "ignored")}
     out = {"entries": len(rows), **count}
@@ -62,28 +61,7 @@ def summary_line(s: dict, target: float | None) -> str:
     return f"{s['entries']} entries: " + ", ".join(parts)
 
 
-def reference_words(grader: "Grader") -> str:
-    """How the reference is described everywhere: its size, or that it is unknown."""
-    return grader.ref.size_text("reference")
-
-
-def run_info(grader: "Grader") -> dict:
-    """What every output says about the run, apart from its rows: the reference, the protocol,
-    the target, the copy check, the weights (``None`` while no scorer was needed). JSON-ready;
-    equal for every shard of one class."""
-    index = grader.copy_index
-    return {
-        "reference": str(grader.ref_path), "reference_sha256": grader.ref_sha256, "reference_n": grader.ref.n or None,
-        "reference_words": reference_words(grader),
-        "samples_per_submission": grader.count, "image_size": grader.size,
-        "real_data_floor": grader.floor, "target": grader.target,
-        "copy_check": None if index is None else {"train_images": index.source, "photos": len(index),
-                                                  "threshold": index.threshold, "fingerprint": index.fingerprint},
-        "weights_sha256": grader.weights_sha256,
-    }
-
-
-def header(run: dict, rows: list["GradeResult"]) -> dict:
+def header(run: dict, rows: list[GradeResult]) -> dict:
     """The run's provenance and summary, as stored at the top of ``scores.json``."""
     from facegan import __version__
 
@@ -96,7 +74,7 @@ def header(run: dict, rows: list["GradeResult"]) -> dict:
     }
 
 
-def write_results(out: Path, run: dict, rows: list["GradeResult"]) -> dict[str, Path]:
+def write_results(out: Path, run: dict, rows: list[GradeResult]) -> dict[str, Path]:
     """``scores.json``, ``scores.csv`` and ``index.html`` of ``rows`` in the results folder ``out``."""
     from facegan.fileio import atomic_write_text
 
@@ -116,7 +94,7 @@ def _cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _csv(rows: list["GradeResult"], with_target: bool) -> str:
+def _csv(rows: list[GradeResult], with_target: bool) -> str:
     table = io.StringIO(newline="")
     w = csv.writer(table)
     w.writerow(["rank", "student", "fid"] + (["pass"] if with_target else [])
@@ -172,7 +150,7 @@ _STYLE = (
 )
 
 
-def _html(head: dict, rows: list["GradeResult"], reference_words: str) -> str:
+def _html(head: dict, rows: list[GradeResult], reference_words: str) -> str:
     e = html.escape
     floor, target, copy = head["real_data_floor"], head["target"], head["copy_check"]
     script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()

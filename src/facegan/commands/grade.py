@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from facegan.runtime import configure_torch
     from facegan.errors import FaceganError
     from facegan.fid.options import ScorerOptions
-    from facegan.grade import Grader, grade, list_submissions
+    from facegan.grade import Grader, grade, list_submissions, run_info
+    from facegan.leaderboard import write_results
 
     if args.merge is not None:
         return _merge(args)
@@ -106,9 +107,9 @@ def run(args: argparse.Namespace) -> int:
               f"once all {shard[1]} parts are done: facegan grade --merge {args.out} -o {args.out}")
         return 0
     rows = grade(entries, grader, progress=not args.quiet)
-    from facegan.leaderboard import run_info
-
-    _print(rows, run_info(grader), grader.out, _passes(grader))
+    run = run_info(grader)
+    write_results(grader.out, run, rows)  # grade() returns rows; the command writes them out
+    _print(rows, run, grader.out, _passes(grader))
     return 0
 
 
@@ -122,6 +123,7 @@ def _passes(grader) -> str:
 def _merge(args: argparse.Namespace) -> int:
     from facegan.errors import FaceganError
     from facegan.gradeshards import merge
+    from facegan.leaderboard import write_results
 
     given = [name for name, value in (("SUBMISSIONS", args.submissions), ("--ref", args.ref), ("--shard", args.shard),
                                       ("--target", args.target), ("--train-images", args.train_images),
@@ -129,6 +131,7 @@ def _merge(args: argparse.Namespace) -> int:
     if given:
         raise FaceganError(f"--merge combines parts already graded, with their settings: leave out {', '.join(given)}")
     rows, run = merge(args.merge, args.out)
+    write_results(args.out, run, rows)
     _print(rows, run, args.out, "")
     return 0
 

@@ -53,6 +53,7 @@ import numpy as np
 from facegan.data.celeba import resolve_source
 from facegan.data.spool import TarSpool, spool_tar
 from facegan.data.transform import prepare_image
+from facegan.devices import usable_cpus
 from facegan.errors import BadImageError, FaceganError, WriteError
 from facegan.fileio import atomic_write, atomic_write_text, check_output_file, clean_stale_temps, file_digest
 from facegan.images import ImageSource
@@ -74,7 +75,7 @@ class PrepareConfig:
     split: Literal["all", "train", "valid", "test"] = "all"
     """CelebA split from list_eval_partition.txt (needs the CelebA layout for anything but all)."""
     workers: int = 0
-    """Worker processes decoding images (0: one per CPU core)."""
+    """Worker processes decoding images (0: one per CPU this process may use)."""
     chunk: int = 512
     """Images per work unit: the unit of progress, of parallel work and of resume."""
     small: Literal["upsample", "skip"] = "upsample"
@@ -272,11 +273,8 @@ def work_dir(out: str | os.PathLike) -> Path:
 
 
 def _n_workers(requested: int, n_jobs: int) -> int:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, min(requested or cores, n_jobs))
+    """``requested`` workers (0: one per CPU this process may use), never more than the jobs."""
+    return max(1, min(requested or usable_cpus(), n_jobs))
 
 
 def _pool_context():
@@ -330,9 +328,47 @@ def prepare(
     ``KeyboardInterrupt`` leaves the finished chunks in :func:`work_dir` for the next run.
     """
     import torchvision.transforms.functional  # noqa: F401  (imported once, before forking)
-    from tqdm import tqdm
 
     cfg = cfg or PrepareConfig()
+    out, work = _check_outputs(out)
+    t0 = time.perf_counter()
+    source, info = _listed_source(src, cfg)
+    names = source.names
+    key, versions = _resume_key(source, cfg)
+    _open_work(work, key, src, cfg.resume, log)
+
+    jobs = [(i, s, min(s + cfg.chunk, len(names))) for i, s in enumerate(range(0, len(names), cfg.chunk))]
+    metas: dict[int, dict[str, Any]] = {}
+    with _kept_on_failure(work, metas, len(jobs), log), _random_access(source, work, progress, log) as reader:
+        metas.update(_reusable_chunks(reader, work, jobs, cfg, log))
+        resumed = len(metas)
+        if info.get("missing_count"):
+            log(f"prepare: {info['missing_count']} files of split '{cfg.split}' in the partition file "
+                f"are not among the images (first: {info['missing_first'][0]})")
+        if resumed:
+            log(f"prepare: resuming: {resumed} of {len(jobs)} chunks already done in {work}")
+        _run_chunks(reader, source, work, jobs, metas, cfg, progress)
+
+        ordered = [metas[i] for i, _, _ in jobs]
+        totals = _totals(source, ordered)
+        if totals.count == 0:
+            shown = "; ".join(f"{n}: {r}" for n, r in totals.skipped[:5])
+            raise FaceganError(f"{src}: none of the {len(names)} images could be used ({shown})")
+        seconds = time.perf_counter() - t0
+        meta = _sidecar(info, names, cfg, totals, versions, seconds)
+        side = sidecar_path(out)
+        shape = (totals.count, cfg.size, cfg.size, 3)
+        # Written beside `out` and renamed onto it when complete (and on disk: fsync).
+        atomic_write(out, lambda f: _write_cache(f, work, ordered, shape), fsync=True)
+        atomic_write_text(side, json.dumps(meta, indent=1) + "\n")
+        shutil.rmtree(work, ignore_errors=True)
+        return PrepareReport(out, side, totals.count, len(names), totals.skipped, totals.upsampled,
+                             totals.converted, resumed, seconds, meta)
+
+
+def _check_outputs(out: str | os.PathLike) -> tuple[Path, Path]:
+    """The cache path and its work folder, refused before any work if they cannot be written;
+    the half-written files a killed run (SIGKILL) left beside them removed."""
     out = check_output_file(out, suffix=".npy", what="cache (e.g. data/celeba64.npy)")
     check_output_file(sidecar_path(out), what="sidecar")
     work = work_dir(out)
@@ -340,26 +376,40 @@ def prepare(
         raise FaceganError(f"{work}: is in the way (prepare keeps its unfinished chunks in this folder)")
     clean_stale_temps(out.parent, out.name)  # a killed run's half-written cache (SIGKILL)
     clean_stale_temps(out.parent, sidecar_path(out).name)
-    t0 = time.perf_counter()
+    return out, work
+
+
+def _listed_source(src: str | os.PathLike, cfg: PrepareConfig) -> tuple[ImageSource, dict[str, Any]]:
+    """The images of ``src`` (of ``cfg.split``) and what the CelebA layout says of them;
+    no images, or with ``--strict`` a file that is not one, is an error."""
     source, info = resolve_source(src, cfg.split)
-    names = source.names
-    if not names:
+    if not source.names:
         extra = f" ({len(source.skipped)} files that are not images)" if source.skipped else ""
         raise FaceganError(f"{src}: no images found{extra}")
     if cfg.strict and source.skipped:
         name, reason = source.skipped[0]
         raise FaceganError(f"{source.path}/{name}: {reason} (--strict)")
+    return source, info
 
+
+def _resume_key(source: ImageSource, cfg: PrepareConfig) -> tuple[str, dict[str, str]]:
+    """The key an unfinished run is resumed under only if equal (which files, in which order,
+    which options and library versions), and those versions (recorded in the sidecar)."""
     import PIL
     import torchvision
 
     versions = {"pillow": PIL.__version__, "torchvision": torchvision.__version__}
     key = hashlib.sha256(json.dumps({
         "format": CACHE_FORMAT, "chunks": _CHUNK_FORMAT, "source": str(source.path.resolve()),
-        "list": list_hash(names), "size": cfg.size, "small": cfg.small, "chunk": cfg.chunk,
+        "list": list_hash(source.names), "size": cfg.size, "small": cfg.small, "chunk": cfg.chunk,
         "versions": versions,
     }, sort_keys=True).encode()).hexdigest()
+    return key, versions
 
+
+def _open_work(work: Path, key: str, src: str | os.PathLike, resume: bool, log) -> None:
+    """The work folder of this run: another run's (other key, or ``--no-resume``) discarded, the
+    key recorded, a killed run's half-written files removed."""
     key_file = work / "key.json"
     if work.exists():
         old = None
@@ -367,8 +417,8 @@ def prepare(
             old = json.loads(key_file.read_text()).get("key")
         except (OSError, ValueError):
             pass
-        if old != key or not cfg.resume:
-            why = "--no-resume" if cfg.resume is False else "the file list or options changed"
+        if old != key or not resume:
+            why = "--no-resume" if resume is False else "the file list or options changed"
             log(f"prepare: discarding the unfinished run in {work} ({why})")
             shutil.rmtree(work)
     try:
@@ -379,98 +429,111 @@ def prepare(
         atomic_write(key_file, lambda f: f.write(json.dumps({"key": key, "src": str(src)}).encode()))
     clean_stale_temps(work)  # half-written files of a killed run
 
-    jobs = [(i, s, min(s + cfg.chunk, len(names))) for i, s in enumerate(range(0, len(names), cfg.chunk))]
+
+def _reusable_chunks(reader: ImageSource | TarSpool, work: Path, jobs: list[tuple[int, int, int]],
+                     cfg: PrepareConfig, log) -> dict[int, dict[str, Any]]:
+    """The finished chunks of an earlier run whose output and input files still hash as recorded."""
     metas: dict[int, dict[str, Any]] = {}
-    with _kept_on_failure(work, metas, len(jobs), log), _random_access(source, work, progress, log) as reader:
-        for index, start, stop in jobs:
-            meta = _finished_chunk(work, index, start, stop, cfg.size, cfg.strict)
-            if meta is not None:
-                metas[index] = meta
-        if metas:
-            log(f"prepare: checking {len(metas)} finished chunks in {work} (hashing their input files)")
-            changed = _check_inputs(reader, jobs, metas)
-            if changed:
-                log(f"prepare: the input files of {len(changed)} finished chunk(s) changed since: redoing "
-                    f"them (first: chunk {changed[0]})")
-        todo = [j for j in jobs if j[0] not in metas]
-        resumed = len(metas)
-        if info.get("missing_count"):
-            log(f"prepare: {info['missing_count']} files of split '{cfg.split}' in the partition file "
-                f"are not among the images (first: {info['missing_first'][0]})")
-        if resumed:
-            log(f"prepare: resuming: {resumed} of {len(jobs)} chunks already done in {work}")
+    for index, start, stop in jobs:
+        meta = _finished_chunk(work, index, start, stop, cfg.size, cfg.strict)
+        if meta is not None:
+            metas[index] = meta
+    if metas:
+        log(f"prepare: checking {len(metas)} finished chunks in {work} (hashing their input files)")
+        changed = _check_inputs(reader, jobs, metas)
+        if changed:
+            log(f"prepare: the input files of {len(changed)} finished chunk(s) changed since: redoing "
+                f"them (first: chunk {changed[0]})")
+    return metas
 
-        done_images = sum(stop - start for i, start, stop in jobs if i in metas)
-        bar = tqdm(total=len(names), initial=done_images, unit="img", desc="prepare",
-                   disable=None if progress else True, dynamic_ncols=True, smoothing=0.1)
-        initargs = (reader, str(work), cfg.size, cfg.small, cfg.strict)
-        n_workers = _n_workers(cfg.workers, len(todo))
-        executor = None
-        try:
-            if n_workers == 1 or len(todo) <= 1:
-                _init_worker(*initargs)
-                results = map(_process_chunk, todo)
-            else:
-                reader.close()  # no open handle may be shared across fork
-                # ProcessPoolExecutor, not multiprocessing.Pool: Pool.terminate() on the error path
-                # could hang for good (its _help_stuff_finish waits on the task queue's lock; seen
-                # here once in ~6 test runs); shutting an executor down only cancels what has not started.
-                executor = ProcessPoolExecutor(n_workers, mp_context=_pool_context(),
-                                               initializer=_init_pool_worker, initargs=initargs)
-                results = (f.result() for f in as_completed([executor.submit(_process_chunk, job) for job in todo]))
-            for meta in results:
-                if "error" in meta:
-                    name, reason = meta["error"]
-                    raise FaceganError(f"{source.path}/{name}: {reason} (--strict: nothing written)")
-                metas[meta["index"]] = meta
-                bar.update(meta["stop"] - meta["start"])
-        finally:
-            bar.close()
-            if executor is not None:  # waits only for the chunks already running (one per worker)
-                executor.shutdown(wait=True, cancel_futures=True)
-            _WORKER.clear()
 
-        ordered = [metas[i] for i, _, _ in jobs]
-        count = sum(m["good"] for m in ordered)
-        skipped = [tuple(x) for x in source.skipped] + [tuple(s) for m in ordered for s in m["skipped"]]
-        if count == 0:
-            shown = "; ".join(f"{n}: {r}" for n, r in skipped[:5])
-            raise FaceganError(f"{src}: none of the {len(names)} images could be used ({shown})")
-        converted: dict[str, int] = {}
-        for m in ordered:
-            for mode, n in m["converted"].items():
-                converted[mode] = converted.get(mode, 0) + n
-        upsampled = [n for m in ordered for n in m["upsampled"]]
+def _run_chunks(reader: ImageSource | TarSpool, source: ImageSource, work: Path, jobs: list[tuple[int, int, int]],
+                metas: dict[int, dict[str, Any]], cfg: PrepareConfig, progress: bool) -> None:
+    """Process every chunk not in ``metas`` (in worker processes when there are several), adding
+    each record to ``metas`` as it finishes, so that an interruption keeps what is done."""
+    from tqdm import tqdm
 
-        seconds = time.perf_counter() - t0
-        meta = {
-            "format": CACHE_FORMAT,
-            **info,
-            "file_list_sha256": list_hash(names),
-            "order": "the source's sorted file names, skipped files removed",
-            "listed": len(names),
-            "count": count,
-            "shape": [count, cfg.size, cfg.size, 3],
-            "dtype": "uint8",
-            "transform": (f"PIL RGB -> torchvision Resize({cfg.size}) (bilinear, antialias) -> "
-                          f"CenterCrop({cfg.size}); train-time: x / 127.5 - 1"),
-            "conversions": "EXIF orientation applied; 16-bit scaled by 1/257; alpha over white; "
-                           "other modes via PIL convert('RGB')",
-            "small_images": cfg.small,
-            "skipped": [{"name": n, "reason": r} for n, r in skipped],
-            "upsampled": upsampled,
-            "converted": converted,
-            "rotated": sum(m["rotated"] for m in ordered),
-            "versions": versions,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "seconds": round(seconds, 2),
-        }
-        side = sidecar_path(out)
-        shape = (count, cfg.size, cfg.size, 3)
-        # Written beside `out` and renamed onto it when complete (and on disk: fsync).
-        atomic_write(out, lambda f: _write_cache(f, work, ordered, shape), fsync=True)
-        atomic_write_text(side, json.dumps(meta, indent=1) + "\n")
-        shutil.rmtree(work, ignore_errors=True)
-        return PrepareReport(out, side, count, len(names), skipped, upsampled, converted,
-                             resumed, seconds, meta)
+    todo = [j for j in jobs if j[0] not in metas]
+    done_images = sum(stop - start for i, start, stop in jobs if i in metas)
+    bar = tqdm(total=len(source.names), initial=done_images, unit="img", desc="prepare",
+               disable=None if progress else True, dynamic_ncols=True, smoothing=0.1)
+    initargs = (reader, str(work), cfg.size, cfg.small, cfg.strict)
+    n_workers = _n_workers(cfg.workers, len(todo))
+    executor = None
+    try:
+        if n_workers == 1 or len(todo) <= 1:
+            _init_worker(*initargs)
+            results = map(_process_chunk, todo)
+        else:
+            reader.close()  # no open handle may be shared across fork
+            # ProcessPoolExecutor, not multiprocessing.Pool: Pool.terminate() on the error path
+            # could hang for good (its _help_stuff_finish waits on the task queue's lock; seen
+            # here once in ~6 test runs); shutting an executor down only cancels what has not started.
+            executor = ProcessPoolExecutor(n_workers, mp_context=_pool_context(),
+                                           initializer=_init_pool_worker, initargs=initargs)
+            results = (f.result() for f in as_completed([executor.submit(_process_chunk, job) for job in todo]))
+        for meta in results:
+            if "error" in meta:
+                name, reason = meta["error"]
+                raise FaceganError(f"{source.path}/{name}: {reason} (--strict: nothing written)")
+            metas[meta["index"]] = meta
+            bar.update(meta["stop"] - meta["start"])
+    finally:
+        bar.close()
+        if executor is not None:  # waits only for the chunks already running (one per worker)
+            executor.shutdown(wait=True, cancel_futures=True)
+        _WORKER.clear()
 
+
+@dataclass
+class _Totals:
+    """What the chunks found, summed over them in cache order."""
+
+    count: int
+    skipped: list[tuple[str, str]]
+    """The source's non-image files, then each chunk's unusable images."""
+    converted: dict[str, int]
+    upsampled: list[str]
+    rotated: int
+
+
+def _totals(source: ImageSource, ordered: list[dict[str, Any]]) -> _Totals:
+    """The chunks' records (in cache order) summed."""
+    converted: dict[str, int] = {}
+    for m in ordered:
+        for mode, n in m["converted"].items():
+            converted[mode] = converted.get(mode, 0) + n
+    return _Totals(
+        count=sum(m["good"] for m in ordered),
+        skipped=[tuple(x) for x in source.skipped] + [tuple(s) for m in ordered for s in m["skipped"]],
+        converted=converted,
+        upsampled=[n for m in ordered for n in m["upsampled"]],
+        rotated=sum(m["rotated"] for m in ordered),
+    )
+
+
+def _sidecar(info: dict[str, Any], names: list[str], cfg: PrepareConfig, totals: _Totals,
+             versions: dict[str, str], seconds: float) -> dict[str, Any]:
+    """The cache's JSON sidecar: where the images came from, how they were made, what was left out."""
+    return {
+        "format": CACHE_FORMAT,
+        **info,
+        "file_list_sha256": list_hash(names),
+        "order": "the source's sorted file names, skipped files removed",
+        "listed": len(names),
+        "count": totals.count,
+        "shape": [totals.count, cfg.size, cfg.size, 3],
+        "dtype": "uint8",
+        "transform": (f"PIL RGB -> torchvision Resize({cfg.size}) (bilinear, antialias) -> "
+                      f"CenterCrop({cfg.size}); train-time: x / 127.5 - 1"),
+        "conversions": "EXIF orientation applied; 16-bit scaled by 1/257; alpha over white; "
+                       "other modes via PIL convert('RGB')",
+        "small_images": cfg.small,
+        "skipped": [{"name": n, "reason": r} for n, r in totals.skipped],
+        "upsampled": totals.upsampled,
+        "converted": totals.converted,
+        "rotated": totals.rotated,
+        "versions": versions,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(seconds, 2),
+    }

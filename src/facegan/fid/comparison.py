@@ -212,6 +212,39 @@ def _check_weights(src: str, stats: Stats, scorer: FIDScorer, warnings: list[str
         )
 
 
+@dataclass(frozen=True)
+class CompareOptions:
+    """The knobs of one comparison that every part of it reads (see :func:`compare`)."""
+
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    floor_splits: int = 10
+    strict: bool = False
+    seed: int = 0
+    workers: int = 2
+    expect_size: tuple[int, int] | None = BRIEF_SIZE
+
+
+@dataclass
+class _Input:
+    """One side found and checked, before any network work: its images, or its statistics."""
+
+    label: str
+    images: ImageSet | None = None
+    stats: Stats | None = None
+
+
+@dataclass
+class _FloorPlan:
+    """Where the floor's real images come from: a side's pass (``side``) or their own (``real``)."""
+
+    src: Any
+    side: str | None
+    real: ImageSet | None
+    n: int | None
+    """The floor's sample size (None: A's image count, known after A's pass)."""
+
+
 def compare(
     a: Any,
     b: Any,
@@ -241,136 +274,33 @@ def compare(
     the training photos; the result's :attr:`~Comparison.copies` counts A's images that are
     (near-)copies of them, found in the pass that scores A (A must be images, not statistics).
     """
+    opts = CompareOptions(kid_subsets, kid_subset_size, floor_splits, strict, seed, workers, expect_size)
     warnings: list[str] = []
     # 1. find and check every input (cheap), before any network work
-    images: dict[str, ImageSet | None] = {}
-    loaded: dict[str, Stats] = {}
-    labels: dict[str, str] = {}
-    for key, src in (("a", a), ("b", b)):
-        if isinstance(src, Stats):
-            images[key], loaded[key] = None, src
-            labels[key] = src.source or f"statistics {key.upper()}"
-            if src.dims != FEATURE_DIMS:
-                raise FaceganError(f"{labels[key]}: statistics of {src.dims}-d features, expected {FEATURE_DIMS}-d")
-            check_covariance(src.sigma, labels[key])
-        elif _is_path(src) and is_stats_file(src):
-            images[key] = None
-            loaded[key] = Stats.load(src, dims=FEATURE_DIMS)
-            labels[key] = str(src)
-        else:
-            images[key] = open_images(src)
-            check_count(images[key], images[key].count)
-            labels[key] = str(src) if _is_path(src) else str(images[key].path)
-    want_kid = kid_subsets > 0 and all(v is not None for v in images.values())
-    kid_note = "" if want_kid else (
-        "off" if kid_subsets <= 0 else "needs images on both sides (statistics files hold no features)"
-    )
-    floor_side, real = None, None  # the floor reuses a side's pass when it is the same source
-    if floor_src is not None:
-        if isinstance(floor_src, Stats) or (_is_path(floor_src) and is_stats_file(floor_src)):
-            raise FaceganError(f"{floor_src if _is_path(floor_src) else 'the floor source'}: "
-                               "the floor needs the real images, not statistics")
-        floor_side = next(
-            (k for k, p in (("b", b), ("a", a)) if images[k] and _same_source(p, floor_src)), None
-        )
-        if floor_side is None:
-            real = open_images(floor_src)
-            check_count(real, real.count)
-        if floor_n is None and images["a"] is None:
-            floor_n = loaded["a"].n
-            if not floor_n:
-                raise FaceganError(f"{labels['a']}: sample count unknown; give the floor's sample size")
-        # too few real images: said now, not after every image has been through the network
-        n_sample = floor_n if floor_n is not None else images["a"].count
-        n_real = (images[floor_side] if floor_side is not None else real).count
-        if n_real - n_sample < 2:
-            raise FaceganError(
-                f"{floor_src}: {n_real} real images: too few for a floor at {n_sample} samples (needs at least "
-                f"{n_sample + 2}: {n_sample} scored like the samples, the rest as the reference)")
+    inputs = {"a": _open_input("a", a), "b": _open_input("b", b)}
+    want_kid, kid_note = _kid_plan(opts.kid_subsets, inputs)
+    plan = _plan_floor(floor_src, floor_n, {"a": a, "b": b}, inputs) if floor_src is not None else None
     tap = None
     if copy_index is not None:
-        if images["a"] is None:
-            raise FaceganError(f"{labels['a']}: statistics hold no images: the copy check (--train-images) "
-                               "needs A's images")
-        if not hasattr(copy_index, "find_copies"):
-            copy_index = copy_index()
-        tap = _CopyTap(copy_index, images["a"])
-        _check_copy_sizes(labels["a"], images["a"], copy_index)
+        copy_index, tap = _copy_tap(copy_index, inputs["a"])
     if not hasattr(scorer, "iter_features"):  # a function that makes one (or a stand-in: tests)
         scorer = scorer()
 
     # 2. one pass per image source
-    def keep_for(key: str, img: ImageSet) -> int:
-        keep = img.count if img.count <= FEATURE_DIMS else 0  # small side: N×N Fréchet problem
-        if want_kid:
-            keep = max(keep, min(img.count, KID_MAX_KEPT))
-        if floor_side == key:
-            keep = max(keep, floor_keep(floor_n or img.count, floor_splits))
-        return keep
-
-    sides: dict[str, Side] = {}
-    for key in ("a", "b"):
-        src, img = labels[key], images[key]
-        if img is None:
-            _check_weights(src, loaded[key], scorer, warnings)
-            sides[key] = Side(src, loaded[key])
-            continue
-        stats, summary = summarize_source(
-            img, scorer, keep=keep_for(key, img), seed=seed, strict=strict, workers=workers,
-            on_batch=tap if key == "a" else None,
-        )
-        sides[key] = Side(src, stats, img, summary)
-        if img.skipped:
-            name, why = img.skipped[0]
-            warnings.append(f"{img.path}: skipped {len(img.skipped)} file(s), e.g. {name}: {why}")
-        if key == "a" and floor_n is None:
-            floor_n = stats.n  # the floor at the sample size being judged
+    sides = _score_sides(inputs, scorer, opts, want_kid, plan, tap, warnings)
     sa, sb = sides["a"], sides["b"]
 
-    # 3. the numbers
-    if sa.stats.n and sa.stats.n <= FEATURE_DIMS and sa.all_kept:
-        value = frechet_distance_from_features(sa.summary.kept, sb.stats.mu, sb.stats.sigma)
-    elif sb.stats.n and sb.stats.n <= FEATURE_DIMS and sb.all_kept:
-        value = frechet_distance_from_features(sb.summary.kept, sa.stats.mu, sa.stats.sigma)
-    else:
-        value = frechet_distance(sa.stats.mu, sa.stats.sigma, sb.stats.mu, sb.stats.sigma)
-
-    kid_result = None
-    if want_kid:
-        mean, std, m = kid(
-            sa.summary.kept, sb.summary.kept,
-            subsets=kid_subsets, subset_size=kid_subset_size, seed=seed,
-        )
-        kid_result = {"mean": mean, "std": std, "subsets": kid_subsets, "subset_size": m}
-
-    floor, floor_origin = None, ""
-    if floor_src is not None:
-        if floor_side is not None:
-            real_summary = sides[floor_side].summary
-        else:
-            keep = floor_keep(floor_n, floor_splits)
-            _, real_summary = summarize_source(
-                real, scorer, keep=keep, seed=seed, strict=strict, workers=workers
-            )
-        floor = real_floor(real_summary, floor_n, floor_splits)
-        where = str(floor_src) if _is_path(floor_src) else (sides[floor_side].src if real is None else str(real.path))
-        floor_origin = f"measured on {where}"
+    # 3. the numbers (the floor at the sample size being judged: floor_n, else A's count)
+    value = _frechet(sa, sb)
+    kid_result = _kid_of(sa, sb, opts) if want_kid else None
+    if plan is not None:
+        floor, floor_origin = _measured_floor(plan, plan.n, sides, scorer, opts)  # plan.n: set by A's pass
     else:
         floor, floor_origin = _recorded_floor((sb, sa), floor_n or sa.stats.n, warnings)
-
-    small = [(key, side.src, side.stats.n) for key, side in (("a", sa), ("b", sb))
-             if side.stats.n and side.stats.n < FEATURE_DIMS]
-    if small:  # said once for both sides, in one short line
-        warnings.append(_count_warning(small, floor is not None))
-    for key, side in (("a", sa), ("b", sb)):
-        if expect_size is not None and side.images is not None:
-            w = _size_warning(key, side.src, side.images, expect_size)
-            if w:
-                warnings.append(w)
-
+    warnings += _side_warnings(sa, sb, floor is not None, opts.expect_size)
     copies = tap.flush() if tap is not None else None
     if copies is not None and copies.other_size:
-        warnings.append(f"A ({labels['a']}): {copies.other_size} image(s) not of the training photos' size "
+        warnings.append(f"A ({inputs['a'].label}): {copies.other_size} image(s) not of the training photos' size "
                         f"{copy_index.train.shape[2]}x{copy_index.train.shape[1]}: not checked for copies")
     return Comparison(
         fid=float(value),
@@ -384,6 +314,143 @@ def compare(
         floor_origin=floor_origin,
         copies=copies,
     )
+
+
+def _open_input(key: str, src: Any) -> _Input:
+    """Side ``key``'s source found and checked: statistics loaded, images opened and counted."""
+    if isinstance(src, Stats):
+        label = src.source or f"statistics {key.upper()}"
+        if src.dims != FEATURE_DIMS:
+            raise FaceganError(f"{label}: statistics of {src.dims}-d features, expected {FEATURE_DIMS}-d")
+        check_covariance(src.sigma, label)
+        return _Input(label, stats=src)
+    if _is_path(src) and is_stats_file(src):
+        return _Input(str(src), stats=Stats.load(src, dims=FEATURE_DIMS))
+    images = open_images(src)
+    check_count(images, images.count)
+    return _Input(str(src) if _is_path(src) else str(images.path), images=images)
+
+
+def _kid_plan(kid_subsets: int, inputs: dict[str, _Input]) -> tuple[bool, str]:
+    """Whether KID is computed, and if not, why (the result's ``kid_note``)."""
+    if kid_subsets > 0 and all(i.images is not None for i in inputs.values()):
+        return True, ""
+    return False, "off" if kid_subsets <= 0 else "needs images on both sides (statistics files hold no features)"
+
+
+def _plan_floor(floor_src: Any, floor_n: int | None, sources: dict[str, Any], inputs: dict[str, _Input]) -> _FloorPlan:
+    """The floor's real images (a side's pass when it is the same source) and its sample size,
+    refused now when they are statistics or too few, not after every image has been scored."""
+    if isinstance(floor_src, Stats) or (_is_path(floor_src) and is_stats_file(floor_src)):
+        raise FaceganError(f"{floor_src if _is_path(floor_src) else 'the floor source'}: "
+                           "the floor needs the real images, not statistics")
+    side = next((k for k in ("b", "a") if inputs[k].images and _same_source(sources[k], floor_src)), None)
+    real = None
+    if side is None:
+        real = open_images(floor_src)
+        check_count(real, real.count)
+    if floor_n is None and inputs["a"].images is None:
+        floor_n = inputs["a"].stats.n
+        if not floor_n:
+            raise FaceganError(f"{inputs['a'].label}: sample count unknown; give the floor's sample size")
+    n_sample = floor_n if floor_n is not None else inputs["a"].images.count
+    n_real = (inputs[side].images if side is not None else real).count
+    if n_real - n_sample < 2:
+        raise FaceganError(
+            f"{floor_src}: {n_real} real images: too few for a floor at {n_sample} samples (needs at least "
+            f"{n_sample + 2}: {n_sample} scored like the samples, the rest as the reference)")
+    return _FloorPlan(floor_src, side, real, floor_n)
+
+
+def _copy_tap(copy_index: "CopyIndex | Callable[[], CopyIndex]", a: _Input) -> tuple["CopyIndex", _CopyTap]:
+    """The copy index (made now if given as a function) and the tap that checks A's batches."""
+    if a.images is None:
+        raise FaceganError(f"{a.label}: statistics hold no images: the copy check (--train-images) "
+                           "needs A's images")
+    if not hasattr(copy_index, "find_copies"):
+        copy_index = copy_index()
+    tap = _CopyTap(copy_index, a.images)
+    _check_copy_sizes(a.label, a.images, copy_index)
+    return copy_index, tap
+
+
+def _keep(key: str, img: ImageSet, want_kid: bool, plan: _FloorPlan | None, floor_splits: int) -> int:
+    """How many feature rows side ``key``'s pass keeps: all of a small side (N×N Fréchet
+    problem), KID's subset, and the floor's when the floor reuses this side."""
+    keep = img.count if img.count <= FEATURE_DIMS else 0
+    if want_kid:
+        keep = max(keep, min(img.count, KID_MAX_KEPT))
+    if plan is not None and plan.side == key:
+        keep = max(keep, floor_keep(plan.n or img.count, floor_splits))
+    return keep
+
+
+def _score_sides(inputs: dict[str, _Input], scorer: FIDScorer, opts: CompareOptions, want_kid: bool,
+                 plan: _FloorPlan | None, tap: _CopyTap | None, warnings: list[str]) -> dict[str, Side]:
+    """One pass per side of images (A's batches through ``tap``); a statistics side's weights
+    checked. Sets ``plan.n`` to A's count when the floor's sample size was left open."""
+    sides: dict[str, Side] = {}
+    for key in ("a", "b"):
+        src, img = inputs[key].label, inputs[key].images
+        if img is None:
+            _check_weights(src, inputs[key].stats, scorer, warnings)
+            sides[key] = Side(src, inputs[key].stats)
+            continue
+        stats, summary = summarize_source(
+            img, scorer, keep=_keep(key, img, want_kid, plan, opts.floor_splits), seed=opts.seed,
+            strict=opts.strict, workers=opts.workers, on_batch=tap if key == "a" else None,
+        )
+        sides[key] = Side(src, stats, img, summary)
+        if img.skipped:
+            name, why = img.skipped[0]
+            warnings.append(f"{img.path}: skipped {len(img.skipped)} file(s), e.g. {name}: {why}")
+        if key == "a" and plan is not None and plan.n is None:
+            plan.n = stats.n  # the floor at the sample size being judged
+    return sides
+
+
+def _frechet(sa: Side, sb: Side) -> float:
+    """FID of the two sides: from the kept features of a small side (exact where the covariance
+    is rank-deficient), else from both sides' statistics."""
+    if sa.stats.n and sa.stats.n <= FEATURE_DIMS and sa.all_kept:
+        return frechet_distance_from_features(sa.summary.kept, sb.stats.mu, sb.stats.sigma)
+    if sb.stats.n and sb.stats.n <= FEATURE_DIMS and sb.all_kept:
+        return frechet_distance_from_features(sb.summary.kept, sa.stats.mu, sa.stats.sigma)
+    return frechet_distance(sa.stats.mu, sa.stats.sigma, sb.stats.mu, sb.stats.sigma)
+
+
+def _kid_of(sa: Side, sb: Side, opts: CompareOptions) -> dict:
+    """KID of the two sides' kept features, with how it was estimated."""
+    mean, std, m = kid(sa.summary.kept, sb.summary.kept,
+                       subsets=opts.kid_subsets, subset_size=opts.kid_subset_size, seed=opts.seed)
+    return {"mean": mean, "std": std, "subsets": opts.kid_subsets, "subset_size": m}
+
+
+def _measured_floor(plan: _FloorPlan, n: int, sides: dict[str, Side], scorer: FIDScorer,
+                    opts: CompareOptions) -> tuple[Floor, str]:
+    """The real-data floor at ``n`` samples, from a side's pass or the real images' own."""
+    if plan.side is not None:
+        real_summary = sides[plan.side].summary
+    else:
+        _, real_summary = summarize_source(plan.real, scorer, keep=floor_keep(n, opts.floor_splits), seed=opts.seed,
+                                           strict=opts.strict, workers=opts.workers)
+    where = str(plan.src) if _is_path(plan.src) else (sides[plan.side].src if plan.real is None else str(plan.real.path))
+    return real_floor(real_summary, n, opts.floor_splits), f"measured on {where}"
+
+
+def _side_warnings(sa: Side, sb: Side, have_floor: bool, expect_size: tuple[int, int] | None) -> list[str]:
+    """The small-sample line (once, for both sides) and each side's image-size warning."""
+    out = []
+    small = [(key, side.src, side.stats.n) for key, side in (("a", sa), ("b", sb))
+             if side.stats.n and side.stats.n < FEATURE_DIMS]
+    if small:  # said once for both sides, in one short line
+        out.append(_count_warning(small, have_floor))
+    for key, side in (("a", sa), ("b", sb)):
+        if expect_size is not None and side.images is not None:
+            w = _size_warning(key, side.src, side.images, expect_size)
+            if w:
+                out.append(w)
+    return out
 
 
 def _check_copy_sizes(label: str, images: ImageSet, index: "CopyIndex") -> None:

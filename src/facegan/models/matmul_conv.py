@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facegan.models.blocks import conv_output_size
+
 __all__ = ["conv2d_mm", "conv_transpose2d_mm", "MatmulConv2d", "MatmulConvTranspose2d", "matmul_convs_on", "use_matmul_convs"]
 
 
@@ -77,7 +79,7 @@ class _ConvMM(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, w: torch.Tensor, s: int, p: int) -> torch.Tensor:
         b, c_in, h, wd = x.shape
         c_out, k = w.shape[0], w.shape[-1]
-        h_out, w_out = (h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1
+        h_out, w_out = conv_output_size(h, k, s, p), conv_output_size(wd, k, s, p)
         xp = _nhwc(F.pad(x, (p, p, p, p)) if p else x).contiguous()  # (B, H+2p, W+2p, C_in)
         cols = _windows(xp, k, s, h_out, w_out)  # (B·Ho·Wo, k·k·C_in)
         w2 = _nhwc(w).reshape(c_out, k * k * c_in)  # (C_out, k·k·C_in), same column order
@@ -168,7 +170,7 @@ class MatmulConv2d(nn.Conv2d):
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         (k, _), (s, _), (p, _) = self.kernel_size, self.stride, self.padding
-        h_out, w_out = (x.shape[-2] + 2 * p - k) // s + 1, (x.shape[-1] + 2 * p - k) // s + 1
+        h_out, w_out = conv_output_size(x.shape[-2], k, s, p), conv_output_size(x.shape[-1], k, s, p)
         if x.dim() == 4 and h_out * w_out <= self.max_pixels:
             return conv2d_mm(x, weight, bias, s, p)
         return super()._conv_forward(x, weight, bias)

@@ -36,15 +36,9 @@ import torch
 from torch import nn
 
 from facegan.models.blocks import (
-    NORMS, Norm, OptimisedDownBlock, ResDownBlock, ResUpBlock, make_norm, xavier_layer,
+    NORMS, Norm, OptimisedDownBlock, ResDownBlock, ResUpBlock, level_widths, make_norm, num_doublings, xavier_layer,
 )
-from facegan.models.dcgan import _num_doublings
 from facegan.models.registry import DISCRIMINATORS, GENERATORS
-
-
-def level_widths(ch: int, max_mult: int, levels: int) -> list[int]:
-    """Channels at sizes ``res, res/2, …, res/2**levels``: ``ch * min(2**k, max_mult)``."""
-    return [ch * min(2**k, max_mult) for k in range(levels + 1)]
 
 
 def _check_common(ch: int, max_mult: int, norm: str, resolution: int) -> None:
@@ -52,7 +46,7 @@ def _check_common(ch: int, max_mult: int, norm: str, resolution: int) -> None:
         raise ValueError(f"ch and max_mult must be at least 1, got {ch}, {max_mult}")
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
-    _num_doublings(resolution)
+    num_doublings(resolution)
 
 
 @dataclass
@@ -108,7 +102,7 @@ class ResNetGenerator(nn.Module):
         super().__init__()
         cfg = cfg or ResNetGeneratorConfig()
         self.z_dim, self.resolution = cfg.z_dim, cfg.resolution
-        ups = _num_doublings(cfg.resolution)  # 4 for 64×64
+        ups = num_doublings(cfg.resolution)  # 4 for 64×64
         widths = level_widths(cfg.ch, cfg.max_mult, ups)[::-1]  # 4×4 first: 64 px → 512, 512, 256, 128, 64
         self.bottom = widths[0]
         self.fc = xavier_layer(nn.Linear(cfg.z_dim, 4 * 4 * widths[0]), sn=cfg.sn)
@@ -132,7 +126,7 @@ class ResNetDiscriminator(nn.Module):
         super().__init__()
         cfg = cfg or ResNetDiscriminatorConfig()
         self.resolution = cfg.resolution
-        downs = _num_doublings(cfg.resolution)  # 4 for 64×64: 32, 16, 8, 4
+        downs = num_doublings(cfg.resolution)  # 4 for 64×64: 32, 16, 8, 4
         widths = level_widths(cfg.ch, cfg.max_mult, downs)  # 64 px → 64, 128, 256, 512, 512
         blocks: list[nn.Module] = [OptimisedDownBlock(3, widths[0], norm=cfg.norm, sn=cfg.sn)]  # (B, ch, res/2, res/2)
         for c_in, c_out in zip(widths[: downs - 1], widths[1:downs]):

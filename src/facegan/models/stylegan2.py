@@ -50,10 +50,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facegan.models.dcgan import _num_doublings
+from facegan.models.blocks import num_doublings
 from facegan.models.registry import DISCRIMINATORS, GENERATORS
 
 SQRT2 = math.sqrt(2.0)
+
+
+def equalized_lr_scale(fan_in: int, lr_mul: float = 1.0) -> float:
+    """The run-time weight scale of equalized learning rate: ``lr_mul / sqrt(fan_in)`` (He's
+    constant, applied in the forward pass instead of at initialisation)."""
+    return lr_mul / math.sqrt(fan_in)
 
 
 def _lrelu(x: torch.Tensor) -> torch.Tensor:
@@ -87,7 +93,7 @@ def _clamp(x: torch.Tensor, limit: float | None) -> torch.Tensor:
 
 def widths_for(channel_base: int, channel_max: int, resolution: int) -> dict[int, int]:
     """Channels at each size 4, 8, …, resolution: ``min(channel_base // size, channel_max)``, at least 1."""
-    return {4 * 2**k: max(1, min(channel_base // (4 * 2**k), channel_max)) for k in range(_num_doublings(resolution) + 1)}
+    return {4 * 2**k: max(1, min(channel_base // (4 * 2**k), channel_max)) for k in range(num_doublings(resolution) + 1)}
 
 
 # --- equalized-learning-rate layers ---------------------------------------------------------------
@@ -99,7 +105,7 @@ class EqualLinear(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(c_out, c_in) / lr_mul)
         self.bias = nn.Parameter(torch.full((c_out,), float(bias_init) / lr_mul))
-        self.scale, self.lr_mul, self.act = lr_mul / math.sqrt(c_in), lr_mul, act
+        self.scale, self.lr_mul, self.act = equalized_lr_scale(c_in, lr_mul), lr_mul, act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, c_in) -> (B, c_out)
         y = F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
@@ -115,7 +121,7 @@ class EqualConv2d(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(c_out)) if bias else None
-        self.scale, self.act, self.clamp, self.pad = 1.0 / math.sqrt(c_in * kernel * kernel), act, clamp, kernel // 2
+        self.scale, self.act, self.clamp, self.pad = equalized_lr_scale(c_in * kernel * kernel), act, clamp, kernel // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, c_in, H, W) -> (B, c_out, H, W)
         y = F.conv2d(x, self.weight * self.scale, self.bias, padding=self.pad)
@@ -149,7 +155,7 @@ class ModulatedConv2d(nn.Module):
         super().__init__()
         self.affine = EqualLinear(w_dim, c_in, bias_init=1.0)  # styles start at 1: the plain conv
         self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel))
-        self.scale, self.demod, self.up, self.pad = 1.0 / math.sqrt(c_in * kernel * kernel), demod, up, kernel // 2
+        self.scale, self.demod, self.up, self.pad = equalized_lr_scale(c_in * kernel * kernel), demod, up, kernel // 2
 
     def styles_and_demod(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Styles s (B, c_in) and demodulation factors d (B, c_out) (None without demod), in fp32."""
@@ -264,7 +270,7 @@ class StyleGAN2GeneratorConfig:
             raise ValueError(f"need map_lr_mul > 0 and 0 <= mixing <= 1, got {self.map_lr_mul}, {self.mixing}")
         if self.conv_clamp is not None and not self.conv_clamp > 0:
             raise ValueError(f"conv_clamp must be positive or None, got {self.conv_clamp}")
-        _num_doublings(self.resolution)
+        num_doublings(self.resolution)
 
 
 @GENERATORS.register("stylegan2", config=StyleGAN2GeneratorConfig)
@@ -369,7 +375,7 @@ class StyleGAN2DiscriminatorConfig:
             raise ValueError("channel_base, channel_max and mbstd_group must be at least 1")
         if self.conv_clamp is not None and not self.conv_clamp > 0:
             raise ValueError(f"conv_clamp must be positive or None, got {self.conv_clamp}")
-        _num_doublings(self.resolution)
+        num_doublings(self.resolution)
 
 
 @DISCRIMINATORS.register("stylegan2", config=StyleGAN2DiscriminatorConfig)

@@ -24,16 +24,12 @@ reproducible; with ``p = 0`` nothing is drawn and the images pass through untouc
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
 from facegan.errors import FaceganError
-
-#: The augmentation families, in the order they are applied.
-FAMILIES: tuple[str, ...] = ("color", "translation", "cutout")
-
 
 def parse_policy(policy: str) -> tuple[str, ...]:
     """``"color,translation"`` -> ("color", "translation"); ``"none"`` or ``""`` -> ()."""
@@ -102,7 +98,13 @@ def _format_of(x: torch.Tensor) -> torch.memory_format:
         and not x.is_contiguous() else torch.contiguous_format
 
 
-_OPS = {"color": color, "translation": translation, "cutout": cutout}
+#: Every augmentation family by name, in the order they are applied: the one list of them (the
+#: ``--augment`` help, its check and the augmenter all read it).
+OPS: dict[str, Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]] = {
+    "color": color, "translation": translation, "cutout": cutout,
+}
+#: The family names alone, in the order they are applied.
+FAMILIES: tuple[str, ...] = tuple(OPS)
 
 
 class Augment:
@@ -138,7 +140,7 @@ class Augment:
         if not self.policy or self.p <= 0:
             return x
         for name in self.policy:
-            x = _OPS[name](x, self.p, self.generator)
+            x = OPS[name](x, self.p, self.generator)
         return x
 
     def observe(self, real_logits: torch.Tensor, batch_images: int) -> None:

@@ -72,7 +72,7 @@ class TuneResult:
 
 def cache_path() -> Path:
     """``speed.json`` in facegan's one cache folder (``$FACEGAN_CACHE``, else ``~/.cache/facegan``)."""
-    from facegan.fid.inception import cache_dir
+    from facegan.fileio import cache_dir
 
     return cache_dir() / "speed.json"
 

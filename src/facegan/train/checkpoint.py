@@ -52,17 +52,15 @@ from torch import nn
 from facegan.errors import FaceganError
 from facegan.fileio import atomic_write
 from facegan.safeload import library_reason, torch_load
+# MAX_PARAMS lives with the check that enforces it; imported here (at module level, one way) so
+# checkpoint_check never has to import this module back.
+from facegan.train.checkpoint_check import MAX_PARAMS, check_state
 
 FORMAT = "facegan-train-2"
 #: A generator alone (``facegan export``): what sampling needs and nothing else.
 EXPORT_FORMAT = "facegan-generator-1"
 #: Formats this version reads.
 READABLE_FORMATS = ("facegan-train-1", FORMAT, EXPORT_FORMAT)
-
-
-#: The most parameters a checkpoint's network may have (800 MB as fp32): facegan's largest
-#: 64x64 models have under 40 million; a config asking for more is refused before building.
-MAX_PARAMS = 200_000_000
 
 
 def save_atomic(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -140,8 +138,6 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
             state["config"] = upgrade_config(state["config"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise FaceganError(f"{path}: damaged checkpoint: its config cannot be read ({library_reason(exc)})") from None
-    from facegan.train.checkpoint_check import check_state
-
     check_state(state, path)
     state["path"] = str(path)
     return state

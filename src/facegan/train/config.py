@@ -47,7 +47,7 @@ class TrainConfig:
     """the discriminator's config (a dict or its config dataclass; None: its defaults)"""
 
     loss: str = "bce"
-    """GAN loss, one of facegan.losses.LOSSES: bce (the brief's, non-saturating for G), hinge, lsgan"""
+    """GAN loss, one of {facegan.train.losses.LOSSES} (bce: the brief's, non-saturating for G)"""
     batch: int = 128
     """images per step, summed over all processes under DDP"""
     n_dis: int = 1
@@ -73,7 +73,7 @@ class TrainConfig:
     r1_every: int = 1
     """lazy R1: apply the penalty every this many D steps, scaled up by the same factor"""
     augment: str = "none"
-    """DiffAugment policy applied to every image D sees, real and fake: comma-separated of color, translation, cutout, or none"""
+    """DiffAugment policy applied to every image D sees, real and fake: comma-separated of {facegan.train.augment.FAMILIES}, or none"""
     augment_p: float = 0.0
     """probability that each augmentation is applied to an image (with --ada-target: the starting value)"""
     ada_target: float | None = None
@@ -172,7 +172,7 @@ class TrainConfig:
             problems.append("--r1-gamma needs a double backward, which torch.compile does not run: drop --compile")
         if self.ema_rampup is not None and self.ema_rampup <= 0:
             problems.append(f"--ema-rampup must be positive or None, got {self.ema_rampup}")
-        from facegan.losses import LOSSES
+        from facegan.train.losses import LOSSES
         from facegan.train.augment import parse_policy
 
         if self.loss not in LOSSES:

@@ -33,8 +33,8 @@ from facegan.errors import FaceganError
 from facegan import interrupts
 from facegan.fileio import atomic_write_text, clean_stale_temps
 from facegan.images import load_uint8_array
-from facegan.loader import BatchLoader
-from facegan.losses import get_loss
+from facegan.data.loader import BatchLoader
+from facegan.train.losses import get_loss
 from facegan.models.matmul_conv import matmul_convs_on, use_matmul_convs
 from facegan.models.sampling import generate, has_batchnorm, recalibrate_batchnorm
 from facegan.runlock import run_lock

@@ -30,7 +30,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from facegan.losses import GanLoss
+from facegan.train.losses import GanLoss
 from facegan.train.augment import Augment
 
 
@@ -55,7 +55,7 @@ class GanStep:
     Args:
         nets: the networks (:class:`Nets`).
         opt_g, opt_d: their optimisers.
-        loss: the objective (:data:`facegan.losses.LOSSES`).
+        loss: the objective (:data:`facegan.train.losses.LOSSES`).
         n_dis: D updates per G update.
         joint_d: one D forward for real and fake.
         augment: the augmentation in front of D (None: none).

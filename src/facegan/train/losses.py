@@ -65,7 +65,7 @@ LOSSES: dict[str, GanLoss] = {
 
 
 def get_loss(name: str) -> GanLoss:
-    """The loss registered as ``name`` (``bce``, ``hinge``, ``lsgan``)."""
+    """The loss registered as ``name`` in :data:`LOSSES`."""
     try:
         return LOSSES[name]
     except KeyError:
