@@ -123,10 +123,10 @@ def test_minutes_limit_stops_the_run(cache, tmp_path):
 def test_fid_while_training_keeps_best(cache, tmp_path, capsys, monkeypatch):
     """... and each long phase says what it does first: the score (with its expected time once
     one was measured) and a BatchNorm re-estimation expected to take a while."""
-    from facegan.train.loop import SamplingModel
+    from facegan.train.methods.gan import EmaSampler
     from test_train_parts import MeanColourScorer
 
-    monkeypatch.setattr(SamplingModel, "SAY_FIRST_S", 0.0)  # tiny models: "a while" is any time
+    monkeypatch.setattr(EmaSampler, "SAY_FIRST_S", 0.0)  # tiny models: "a while" is any time
 
     scorer = MeanColourScorer()
     ref = scorer.statistics(np.load(cache))
@@ -233,7 +233,7 @@ def test_fid_budget_rule():
     said = []
     hook = SimpleNamespace(estimate_s=lambda G: 45.0, last_s=45.0)
     run = SimpleNamespace(cfg=SimpleNamespace(fid_share=0.1, fid_n=1000), progress=SimpleNamespace(elapsed=0.0, best_fid=None),
-                          fid_hook=hook, info=SimpleNamespace(distributed=False, world_size=1), sampling=lambda step: None,
+                          fid_hook=hook, info=SimpleNamespace(distributed=False, world_size=1), sampler=lambda: None,
                           fid_spent=0.0, fid_wait_said=False, total_s=3600.0,
                           mon=SimpleNamespace(message=said.append))
     run.progress.step = 0

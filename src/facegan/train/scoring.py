@@ -18,18 +18,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
 from facegan.errors import FaceganError
-from facegan.models.sampling import GeneratorSampler, selection_seeds
+from facegan.models.sampling import Sampler, selection_seeds
 
 
 class FidHook:
-    """Scores a generator: ``hook(G) -> float`` FID@``n`` against ``ref``.
+    """Scores a sampler: ``hook(sampler) -> float`` FID@``n`` against ``ref``
+    (any :class:`~facegan.models.sampling.Sampler`: a GAN's generator, a diffusion model's steps).
 
     Args:
         ref: path of the reference statistics (.npz).
-        device: where the scorer and the generator run.
+        device: where the scorer runs.
         n: samples per score.
         scorer: a stand-in for ``facegan.fid.FIDScorer(device)`` (tests); built lazily if None.
     """
@@ -62,7 +61,7 @@ class FidHook:
             self._scorer = FIDScorer(self.device)
         return self._scorer
 
-    def estimate_s(self, generator: nn.Module) -> float:
+    def estimate_s(self, sampler: Sampler) -> float:
         """Seconds one score should take: the last one's, else measured on a few images (the
         first call also loads the Inception network, which is not counted)."""
         if self.last_s is not None:
@@ -72,15 +71,15 @@ class FidHook:
             k = min(self.n, PROBE_IMAGES)
             t = time.perf_counter()
             if k >= 2:
-                scorer.statistics(GeneratorSampler(generator, device=self.device)(self.seeds[:k]))
+                scorer.statistics(sampler(self.seeds[:k]))
             self._probed = (time.perf_counter() - t) * self.n / max(k, 1)
         return self._probed
 
-    def __call__(self, generator: nn.Module) -> float:
+    def __call__(self, sampler: Sampler) -> float:
         from facegan.fid import frechet_distance
 
         t = time.perf_counter()
-        images = GeneratorSampler(generator, device=self.device)(self.seeds)
+        images = sampler(self.seeds)
         stats = self.scorer.statistics(images)
         fid = frechet_distance(np.asarray(stats.mu), np.asarray(stats.sigma), self.ref.mu, self.ref.sigma)
         self.last_s = time.perf_counter() - t
