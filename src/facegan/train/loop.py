@@ -17,7 +17,6 @@ straight and N/2 + resume + N/2 give bitwise the same weights.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,8 @@ from facegan.train.autotune import apply as apply_tuning
 from facegan.train.config import TrainConfig, config_to_dict, frozen_changes
 from facegan.grids import save_grid
 from facegan.train.methods import build_training
-from facegan.train.monitor import TARGET_FID, Monitor, plot_curves
+from facegan.train.monitor import Monitor, Scalars, guard_finite, plot_curves
+from facegan.train.scoring import FidHook, FidSchedule
 
 #: Samples in each fixed-seed grid (seeds 0..63: the same faces as samples 0000-0063.png).
 GRID_SIZE = 64
@@ -166,17 +166,13 @@ class _Run:
         del images
         self.progress = Progress() if state is None else self._restore(state)
         del state
-        self.fid_hook = None
-        self.fid_spent, self.fid_wait_said = 0.0, False
-        if cfg.ref is not None and info.is_main:
-            from facegan.train.scoring import FidHook
-
-            self.fid_hook = FidHook(cfg.ref, info.device, cfg.fid_n, scorer)
+        hook = FidHook(cfg.ref, info.device, cfg.fid_n, scorer) if cfg.ref is not None and info.is_main else None
         self.total_img = None if cfg.kimg is None else int(round(cfg.kimg * 1000))
         self.total_s = None if cfg.minutes is None else cfg.minutes * 60.0
         self.mon = Monitor(self.out, total_img=self.total_img, total_seconds=self.total_s,
                            start_img=self.progress.nimg, start_seconds=self.progress.elapsed,
                            enabled=info.is_main, bar=cfg.progress)
+        self.fid = FidSchedule(hook, cfg, info, self.mon, self.total_s)
         self.say = self.mon.message
         if saved_data is not None and not _same_file(saved_data, cfg.data):
             # Allowed (a moved cache, a bigger set), but never silently: said now and kept in stats.jsonl.
@@ -262,66 +258,6 @@ class _Run:
                 "rank_checksums": checksums, "torch": str(torch.__version__),
             }, path)
 
-    def score(self) -> bool:
-        """FID on rank 0 (the hook is None elsewhere); every rank learns whether it improved."""
-        pr, cfg, hook = self.progress, self.cfg, self.fid_hook
-        better = False
-        if hook is not None:
-            t = time.perf_counter()
-            sampler = self.sampler()
-            est = hook.last_s
-            self.mon.message(f"FID@{cfg.fid_n} at kimg {pr.nimg / 1000:.1f}: sampling {cfg.fid_n} images and scoring "
-                             "them with Inception" + (f" (about {est:.0f} s, like the last one)" if est else "") + " ...")
-            fid = hook(sampler)
-            self.fid_spent += time.perf_counter() - t
-            better = pr.best_fid is None or fid < pr.best_fid
-            if better:
-                pr.best_fid, pr.best_kimg = fid, pr.nimg / 1000
-            self.mon.log({"kimg": pr.nimg / 1000, "fid": fid, "fid_n": cfg.fid_n, "fid_floor": hook.floor,
-                          "fid_s": round(time.perf_counter() - t, 1)})
-            self.mon.message(
-                f"FID@{cfg.fid_n} = {fid:.2f} at kimg {pr.nimg / 1000:.1f} ({cfg.fid_n} samples, seeds "
-                f"{hook.seeds[0]}+, vs {hook.describe_ref()}"
-                + (f"; real-data floor {hook.floor:.1f}" if hook.floor is not None else "")
-                + f"; target {TARGET_FID:g}; took {time.perf_counter() - t:.0f} s)"
-                + f"{'  new best -> best.pt' if better else f'  (best {pr.best_fid:.2f})'}"
-            )
-        better = dist_util.any_rank(better, self.info)
-        if better and hook is None:
-            pr.best_kimg = pr.nimg / 1000
-        return better
-
-    def fid_due(self, final: bool) -> bool:
-        """Whether to score now (every rank gets the same answer).
-
-        A score is worth its time only when it can choose: the one at the end runs only when an
-        earlier score exists (else best.pt would just be last.pt). Scores along the way keep to
-        ``--fid-share`` of the time, counting the one at the end: a score is estimated (timed
-        on a few images the first time) and runs only when the time spent on FID so far plus
-        this one and the final one fits in that share. Under torchrun (every rank must agree)
-        or with ``--fid-share 0`` they come every ``--fid-kimg``.
-        """
-        cfg, pr, hook = self.cfg, self.progress, self.fid_hook
-        if final:
-            return dist_util.any_rank(pr.best_fid is not None, self.info)
-        if cfg.fid_share <= 0 or self.info.distributed or hook is None:
-            return True
-        if hook.last_s is None and not self.fid_wait_said:
-            self.mon.message(f"FID@{cfg.fid_n}: loading the Inception network and timing it on a few images, to "
-                             f"keep scoring within --fid-share {cfg.fid_share:g} of the time ...")
-        t = time.perf_counter()
-        est = hook.estimate_s(self.sampler())
-        self.fid_spent += time.perf_counter() - t  # timing it (once) is time spent on FID too
-        ok = self.fid_spent + 2 * est <= cfg.fid_share * pr.elapsed
-        if not ok and not self.fid_wait_said:
-            self.fid_wait_said = True
-            need = (self.fid_spent + 2 * est) / cfg.fid_share
-            when = (f"after about {need / 60:.0f} min of training" if self.total_s is None or need < self.total_s
-                    else "not in this run's time")
-            self.mon.message(f"FID@{cfg.fid_n} takes about {est:.0f} s here; --fid-share {cfg.fid_share:g} keeps "
-                             f"scoring to {cfg.fid_share:.0%} of the time, so the first score comes {when}")
-        return ok
-
     def _optional(self, work: Callable[[], Any]) -> bool:
         """Run a grid / FID score / callback that a Ctrl-C abandons; False when it did."""
         try:
@@ -337,7 +273,7 @@ class _Run:
         next_tick = _next_multiple(pr.nimg, cfg.tick_kimg)
         next_grid = _next_multiple(pr.nimg, cfg.grid_kimg)
         next_fid = _next_multiple(pr.nimg, cfg.fid_kimg)
-        sums = _Scalars()
+        sums = Scalars()
         t_run = time.perf_counter()
         elapsed0, start_nimg = pr.elapsed, pr.nimg
         tick_start_img, tick_train_s, t_tick = pr.nimg, 0.0, t_run
@@ -351,8 +287,8 @@ class _Run:
 
         def fid_now(final: bool) -> None:
             nonlocal last_fid_nimg
-            if self.fid_due(final):
-                improved = self.score()
+            if self.fid.due(final, pr, self.sampler):
+                improved = self.fid.score(pr, self.sampler)
                 last_fid_nimg = pr.nimg
                 if improved:
                     self.save(self.best_path)
@@ -438,10 +374,10 @@ class _Run:
         self.method.set_lr_scale(scale)
         self.lr_scale = scale
 
-    def _tick(self, sums: "_Scalars", tick_start_img: int, tick_train_s: float) -> None:
+    def _tick(self, sums: Scalars, tick_start_img: int, tick_train_s: float) -> None:
         pr = self.progress
         means = sums.means()
-        _guard_finite(means, sums.n, pr, self.last_path, self.info, self.mon)
+        guard_finite(means, sums.n, pr, self.last_path, self.info, self.mon)
         rate = (pr.nimg - tick_start_img) / max(tick_train_s, 1e-9)
         pr.elapsed = max(pr.elapsed, 0.0)
         if self.cfg.lr_decay_start is not None:
@@ -472,46 +408,6 @@ class _Run:
               flush=True)
 
 
-class _Scalars:
-    """Sums of a step's named scalars over a tick, kept on the device (no sync per step)."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
-        self.latest: dict[str, float] = {}
-        self.n = 0
-
-    def add(self, values: dict[str, torch.Tensor | float]) -> None:
-        self.n += 1
-        for k, v in values.items():
-            if isinstance(v, torch.Tensor):
-                v = v.detach().float()
-                self.sums[k] = self.sums[k] + v if k in self.sums else v
-                self.counts[k] = self.counts.get(k, 0) + 1
-            else:  # plain numbers (a probability that adapts): the latest value is what matters
-                self.latest[k] = float(v)
-
-    def means(self) -> dict[str, float]:
-        keys = list(self.sums)
-        vals = torch.stack([self.sums[k] for k in keys]).tolist() if keys else []  # one sync per tick
-        return {**{k: v / self.counts[k] for k, v in zip(keys, vals)}, **self.latest}
-
-    def reset(self) -> None:
-        self.sums, self.counts, self.latest, self.n = {}, {}, {}, 0
-
-
 def _next_multiple(nimg: int, kimg: float) -> int:
     every = max(1, int(kimg * 1000))
     return (nimg // every + 1) * every
-
-
-def _guard_finite(means: dict[str, float], n: int, pr: Progress, last: Path, info, mon: Monitor) -> None:
-    """Stop every rank with a clear message if a loss went NaN/inf since the last tick."""
-    bad = not all(math.isfinite(v) for v in means.values())
-    if dist_util.any_rank(bad, info):
-        mon.log({"event": "nan", "kimg": pr.nimg / 1000, "step": pr.step})
-        kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint had been written yet"
-        raise FaceganError(
-            f"a loss became NaN/inf within the {n} steps before step {pr.step} (kimg {pr.nimg / 1000:.1f}); "
-            f"training stopped and {kept}. Try lower learning rates, --precision fp32, or resume from it."
-        )
