@@ -57,11 +57,13 @@ def resolve_config(given: dict[str, Any], *, resume: bool = False) -> TrainConfi
 
 
 def run_training(cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] | None = print,
-                 tune: bool = True, **loop_options: Any) -> TrainResult:
-    """The speed check (when ``cfg`` leaves a speed setting to auto, and ``tune``), then
-    :func:`~facegan.train.loop.training_loop` (``loop_options``: its keyword arguments:
-    ``scorer``, ``on_tick``, ``destroy_process_group``). ``log``: where the check says what it times."""
+                 tune: bool = True, tuned: Any = None, **loop_options: Any) -> TrainResult:
+    """The speed check (when ``cfg`` leaves a speed setting to auto, ``tune`` is on and no
+    ``tuned`` result is handed in), then :func:`~facegan.train.loop.training_loop`
+    (``loop_options``: its other keyword arguments: ``scorer``, ``on_tick``,
+    ``destroy_process_group``). ``log``: where the check says what it times."""
     from facegan.train.autotune import tune_run
 
-    tuned = tune_run(cfg, log) if tune else None
+    if tuned is None and tune:
+        tuned = tune_run(cfg, log)
     return training_loop(cfg, resume=resume, tuned=tuned, **loop_options)
