@@ -1,7 +1,7 @@
 """Quality: presets trained for a fixed time on the shared photos, each scored by FID@1k.
 
 For each ``--presets`` entry (one after another, on the same machine, in one script run), trains
-training (``facegan.train.entry``: preset, speed check, loop) for ``--minutes`` on the 64x64 cache of
+through ``facegan.train.entry`` (preset, speed check, loop) for ``--minutes`` on the 64x64 cache of
 ``../shared/data/celeba-10k``, then scores:
 
 * FID@1k of the 1,000 images ``facegan sample`` hands in (seeds 0…999, EMA) against
