@@ -226,3 +226,8 @@ def test_a_checkpoint_of_an_unknown_method_is_one_clear_line(denoise_method, cac
     METHODS.remove(denoise_method)  # e.g. a checkpoint from a plug-in this installation lacks
     with pytest.raises(FaceganError, match=r"last.pt: unknown method 'tinydenoise'; registered methods: gan"):
         load(tmp_path / "r" / "last.pt")
+    state = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    state["config"]["method"] = 7  # a damaged config: one line naming the file, not a TypeError
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(FaceganError, match=r"bad.pt: its config names no method \('method' is int\)"):
+        load(tmp_path / "bad.pt")

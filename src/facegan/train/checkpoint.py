@@ -54,6 +54,7 @@ from torch import nn
 from facegan.errors import FaceganError
 from facegan.fileio import atomic_write
 from facegan.safeload import library_reason, torch_load
+from facegan.train.checkpoint_check import MAX_PARAMS  # noqa: F401  (the limit's public name, as before)
 
 FORMAT = "facegan-train-2"
 #: A generator alone (``facegan export``): what sampling needs and nothing else.
@@ -62,9 +63,6 @@ EXPORT_FORMAT = "facegan-generator-1"
 READABLE_FORMATS = ("facegan-train-1", FORMAT, EXPORT_FORMAT)
 
 
-#: The most parameters a checkpoint's network may have (800 MB as fp32): facegan's largest
-#: 64x64 models have under 40 million; a config asking for more is refused before building.
-MAX_PARAMS = 200_000_000
 
 
 def save_atomic(state: dict[str, Any], path: str | os.PathLike) -> Path:

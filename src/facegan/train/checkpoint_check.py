@@ -7,7 +7,7 @@ checkpoint without weights. :func:`check_state` finds each of these and raises o
 
 - the config must be a dict whose ``arch``, ``g`` (and for training, ``d``) build networks on
   PyTorch's ``meta`` device — shapes only, no memory — of at most
-  :data:`~facegan.train.checkpoint.MAX_PARAMS` parameters;
+  :data:`MAX_PARAMS` parameters;
 - every stored state dict must hold tensors with exactly the names and shapes of those
   networks' (so loading it never reallocates, and the memory used is bounded by the file);
 - a training checkpoint must hold the counters, optimiser, loader and random states a resume
@@ -26,6 +26,10 @@ from torch import nn
 from facegan.errors import FaceganError
 from facegan.safeload import library_reason
 
+#: The most parameters a checkpoint's network may have (800 MB as fp32): facegan's largest
+#: 64x64 models have under 40 million; a config asking for more is refused before building.
+MAX_PARAMS = 200_000_000
+
 #: What a resume reads from any training checkpoint, and the type each must have.
 _TRAINING_KEYS: dict[str, type | tuple[type, ...]] = {
     "nimg": int, "step": int, "elapsed": (int, float), "loader": dict, "rng": list,
@@ -37,7 +41,6 @@ _GAN_KEYS: dict[str, type | tuple[type, ...]] = {"G": dict, "D": dict, "opt_g": 
 def _meta_network(kind: str, config: dict[str, Any], path: Path) -> nn.Module:
     """The network ``kind`` of ``config`` built on the meta device (shapes, no memory)."""
     from facegan.models.registry import build
-    from facegan.train.checkpoint import MAX_PARAMS
 
     arch, sub = config.get("arch"), config.get(kind[0])
     if not isinstance(arch, str):

@@ -2,7 +2,9 @@
 
 The networks' own options are not here: each registered generator and discriminator carries its
 config dataclass (:mod:`facegan.models.registry`), held in ``TrainConfig.g`` and ``TrainConfig.d``
-and offered on the command line as ``--g.NAME`` / ``--d.NAME``. ``facegan train`` generates the
+and offered on the command line as ``--g.NAME`` / ``--d.NAME``; likewise a training method's
+own options (:mod:`facegan.train.methods`) are ``TrainConfig.method_options``, ``--m.NAME``. The
+GAN, the default method, reads the fields below (so every config written so far still loads). ``facegan train`` generates the
 other options from the fields below (their docstrings are the help); each checkpoint carries the
 resolved config as a dict, and ``config.json`` in the run folder is the same dict.
 """

@@ -25,7 +25,7 @@ def config_for_resume(out: str | Path, given: dict[str, Any]) -> TrainConfig:
     (:data:`~facegan.train.config.FROZEN_ON_RESUME`, the nested configs among them, compared
     whole) cannot change; the nested ones given in part are merged onto the run's own.
     """
-    from facegan.train import checkpoint as ckpt_io
+    import facegan.train.checkpoint as ckpt_io
 
     last = Path(out) / "last.pt"
     if not last.is_file():

@@ -33,8 +33,8 @@ from facegan.fileio import atomic_write_text, clean_stale_temps
 from facegan.images import load_uint8_array
 from facegan.models.sampling import Sampler
 from facegan.runlock import run_lock
-from facegan.train import checkpoint as ckpt_io
-from facegan.train import distributed as dist_util
+import facegan.train.checkpoint as ckpt_io
+import facegan.train.distributed as dist_util
 from facegan.train.autotune import ThreadWatch, TuneResult
 from facegan.train.autotune import apply as apply_tuning
 from facegan.train.config import TrainConfig, config_to_dict, frozen_changes

@@ -294,7 +294,7 @@ class Scalars:
 def guard_finite(means: dict[str, float], n: int, pr: Any, last: Path, info: Any, mon: Monitor) -> None:
     """Stop every rank with a clear message if a loss went NaN/inf since the last tick."""
     from facegan.errors import FaceganError
-    from facegan.train import distributed as dist_util
+    import facegan.train.distributed as dist_util
 
     bad = not all(math.isfinite(v) for v in means.values())
     if dist_util.any_rank(bad, info):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from facegan.errors import FaceganError
 from facegan.models.sampling import Sampler, selection_seeds
-from facegan.train import distributed as dist_util
+import facegan.train.distributed as dist_util
 from facegan.train.monitor import TARGET_FID
 
 

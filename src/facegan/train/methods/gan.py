@@ -22,7 +22,7 @@ from facegan.errors import FaceganError
 from facegan.losses import get_loss
 from facegan.models.matmul_conv import matmul_convs_on, use_matmul_convs
 from facegan.models.sampling import GeneratorSampler, has_batchnorm, recalibrate_batchnorm
-from facegan.train import distributed as dist_util
+import facegan.train.distributed as dist_util
 from facegan.train.augment import Augment, parse_policy
 from facegan.train.ema import ema_beta, make_ema, update_ema
 from facegan.train.methods import register_method
