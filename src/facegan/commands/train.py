@@ -1,4 +1,5 @@
-"""``facegan train``: train a GAN on the uint8 cache; every option comes from ``TrainConfig``."""
+"""``facegan train``: train a GAN (or another registered method) on the uint8 cache; every option
+comes from ``TrainConfig``, the networks' ``--g.``/``--d.`` and the methods' ``--m.`` registries."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         usage="facegan train --data CACHE.npy --out RUN (--kimg N | --minutes M) [--preset NAME] [options]\n"
               "       facegan train --out RUN --resume [--kimg N | --minutes M] [options]",
-        help="train a DCGAN (or another registered model) on a prepared image cache",
+        help="train a DCGAN (or another registered model or method) on a prepared image cache",
         description="Train a GAN on the uint8 (N, H, W, 3) cache written by 'facegan prepare'.\n"
         "Give the length as --kimg N (thousands of images) or --minutes M. The common options are\n"
         "below; 'facegan train --help-all' lists every one (optimiser, EMA, augmentation, speed,\n"

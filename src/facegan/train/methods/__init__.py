@@ -88,7 +88,8 @@ class TrainingMethod(Protocol):
 
     def sampler(self, say: Callable[[str], None] | None = None) -> "Sampler":
         """Seeds -> uint8 images from the weights as they are now (grids, FID, ``on_tick``);
-        ``say``: where a preparation that takes a while is announced."""
+        ``say``: where a preparation that takes a while is announced. An optional ``label``
+        attribute on the sampler is shown in the grids' caption."""
         ...
 
     def describe(self) -> str:
