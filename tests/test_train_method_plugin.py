@@ -231,3 +231,41 @@ def test_a_checkpoint_of_an_unknown_method_is_one_clear_line(denoise_method, cac
     torch.save(state, tmp_path / "bad.pt")
     with pytest.raises(FaceganError, match=r"bad.pt: its config names no method \('method' is int\)"):
         load(tmp_path / "bad.pt")
+
+
+def test_the_loop_knows_the_method_by_role_only():
+    """loop.py names no network, loss, optimiser or augmentation, stays small, and the speed
+    check builds the method itself (no import of the loop: no circle)."""
+    import ast
+    import io
+    import tokenize
+
+    import facegan.train.autotune as autotune
+    import facegan.train.loop as loop
+
+    source = Path(loop.__file__).read_text()
+    names = {t.string for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.NAME}
+    gan_words = {"G", "D", "G_ema", "opt_g", "opt_d", "z_dim", "n_dis", "augment", "Augment", "GanStep", "get_loss",
+                 "update_ema", "ema_beta", "generator", "discriminator", "lr_g", "lr_d"}
+    assert not names & gan_words, names & gan_words
+    assert len(source.splitlines()) <= 450
+    imported = {n.module for n in ast.walk(ast.parse(Path(autotune.__file__).read_text()))
+                if isinstance(n, ast.ImportFrom)}
+    assert "facegan.train.loop" not in imported
+
+
+def test_both_methods_keep_the_protocol(denoise_method, cache):
+    from facegan.train import TrainConfig
+    from facegan.train.distributed import DistInfo
+    from facegan.train.methods import TrainingMethod, build_training
+
+    for method in ("gan", denoise_method):
+        cfg = TrainConfig(out="x", kimg=1, **{**_base(cache, method), **({"method_options": None, "g": {"ngf": 4},
+                                                                           "d": {"ndf": 4}} if method == "gan" else {})})
+        built, loader = build_training(cfg, np.load(cache), DistInfo())
+        assert isinstance(built, TrainingMethod)
+        scalars = built.step(lambda: next(loader))
+        assert scalars and all(torch.isfinite(torch.as_tensor(v)).all() for v in scalars.values())
+        images = built.sampler()([0, 1])
+        assert images.shape == (2, 8, 8, 3) and images.dtype == np.uint8
+        assert built.describe()
