@@ -7,8 +7,6 @@ import argparse
 import os
 import sys
 
-from facegan.errors import FaceganError
-
 EPILOG = """\
 examples:
   facegan train --data data/celeba64.npy --out runs/first --minutes 60
