@@ -49,7 +49,7 @@ TINY: dict[str, dict] = {
 H200_BF16_PEAK = 989e12
 
 
-def flop_per_image(cfg, parts) -> float:
+def flop_per_image(cfg, parts) -> float:  # parts: the GAN method (its G and D)
     """FLOP of one training step (D on real and fake, then G through D) per real image, counted
     by torch's FlopCounterMode (convolutions and matrix products) on a small batch."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -84,9 +84,9 @@ def main() -> None:
     from facegan.data import prepare
     from facegan.devices import pick_device
     from facegan.images import load_uint8_array
-    from facegan.models.sampling import GeneratorSampler, selection_seeds
+    from facegan.models.sampling import selection_seeds
     from facegan.runtime import configure_torch
-    from facegan.train import TrainConfig, training_loop
+    from facegan.train.entry import resolve_config, run_training
     from facegan.train.presets import PRESETS, resolve
 
     if args.preset not in PRESETS:
@@ -111,16 +111,16 @@ def main() -> None:
     if args.tiny:
         arch = resolve(args.preset, {}).get("arch", "dcgan")
         over.update(TINY.get(arch, {}), batch=16, tick_kimg=0.064, grid_kimg=1.0, precision="fp32")
-    cfg = TrainConfig(**resolve(args.preset, over))
+    cfg = resolve_config({**over, "preset": args.preset})
     every_s = args.minutes * 60 / args.snapshots
     next_snap = [every_s]
     snaps: list[dict] = []
 
-    def on_tick(progress, generator) -> None:
+    def on_tick(progress, sampler) -> None:
         if progress.elapsed < next_snap[0] or len(snaps) >= args.snapshots - 1:
             return
         t0 = time.perf_counter()
-        images = GeneratorSampler(generator(), device=device)(selection_seeds(args.n))
+        images = sampler()(selection_seeds(args.n))
         name = f"curve-{progress.nimg:010d}.npy"
         np.save(args.out / name, images)
         snaps.append({"file": name, "kimg": progress.nimg / 1000, "minutes": progress.elapsed / 60,
@@ -128,21 +128,20 @@ def main() -> None:
         print(f"snapshot {name}: kimg {progress.nimg / 1000:.0f} at {progress.elapsed / 60:.2f} min", flush=True)
         next_snap[0] += every_s
 
-    res = training_loop(cfg, on_tick=on_tick)
-    from facegan.sample import load_generator
+    res = run_training(cfg, tune=False, on_tick=on_tick)  # no speed check: the loop takes the GPU's native precision
+    from facegan.sample import load_sampler
 
-    G = load_generator(res.last, "ema", device)
-    final = GeneratorSampler(G, device=device)(list(range(args.n)))  # seeds 0..n-1: the handed-in set
+    S = load_sampler(res.last, "ema", device)
+    final = S(list(range(args.n)))  # seeds 0..n-1: the handed-in set
     np.save(args.out / "final.npy", final)
-    last_curve = GeneratorSampler(G, device=device)(selection_seeds(args.n))
+    last_curve = S(selection_seeds(args.n))
     np.save(args.out / f"curve-{res.nimg:010d}.npy", last_curve)
     snaps.append({"file": f"curve-{res.nimg:010d}.npy", "kimg": res.nimg / 1000, "minutes": res.elapsed / 60})
 
     from facegan.train.distributed import DistInfo
-    from facegan.train.loop import build_parts
+    from facegan.train.methods import build_method
 
-    parts = build_parts(cfg, load_uint8_array(cache)[: cfg.batch], DistInfo(device=device))
-    flop = flop_per_image(cfg, parts)
+    flop = flop_per_image(cfg, build_method(cfg, DistInfo(device=device)))
     img_s = res.nimg / max(res.elapsed, 1e-9)
     summary = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

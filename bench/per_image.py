@@ -83,8 +83,8 @@ def train_curve(entry: str, seed: int, marks: list[float], cache: Path, out: Pat
                 ) -> dict:
     """Train ``entry`` to ``max(marks)`` kimg; EMA samples (selection seeds) at each mark, the
     handed-in seeds at the end."""
-    from facegan.models.sampling import GeneratorSampler, selection_seeds
-    from facegan.sample import load_generator
+    from facegan.models.sampling import selection_seeds
+    from facegan.sample import load_sampler
     from facegan.train import training_loop
 
     over: dict = dict(data=str(cache), out=str(out), kimg=max(marks), seed=seed, device="cpu", threads=threads,
@@ -96,16 +96,16 @@ def train_curve(entry: str, seed: int, marks: list[float], cache: Path, out: Pat
     todo = sorted(marks)[:-1]
     snaps: list[tuple[float, np.ndarray]] = []
 
-    def on_tick(progress, generator) -> None:
+    def on_tick(progress, sampler) -> None:
         while todo and progress.nimg >= todo[0] * 1000:  # a tick may pass several marks at once
             todo.pop(0)
-            snaps.append((progress.nimg / 1000, GeneratorSampler(generator())(selection_seeds(1000))))
+            snaps.append((progress.nimg / 1000, sampler()(selection_seeds(1000))))
 
     t = time.perf_counter()
     res = training_loop(cfg, on_tick=on_tick)
-    G = load_generator(res.last, "ema")
-    snaps.append((res.nimg / 1000, GeneratorSampler(G)(selection_seeds(1000))))
-    final = GeneratorSampler(G)(list(range(1000)))
+    S = load_sampler(res.last, "ema")
+    snaps.append((res.nimg / 1000, S(selection_seeds(1000))))
+    final = S(list(range(1000)))
     print(f"  {entry} seed {seed}: {res.nimg / 1000:.1f} kimg in {res.elapsed / 60:.1f} min "
           f"({res.nimg / max(res.elapsed, 1e-9):.1f} img/s)", flush=True)
     return {"entry": entry, "seed": seed, "kimg": res.nimg / 1000, "minutes": res.elapsed / 60,

@@ -1,7 +1,7 @@
 """Quality: presets trained for a fixed time on the shared photos, each scored by FID@1k.
 
 For each ``--presets`` entry (one after another, on the same machine, in one script run), trains
-``facegan.train.training_loop`` for ``--minutes`` on the 64x64 cache of
+through ``facegan.train.entry`` (preset, speed check, loop) for ``--minutes`` on the 64x64 cache of
 ``../shared/data/celeba-10k``, then scores:
 
 * FID@1k of the 1,000 images ``facegan sample`` hands in (seeds 0…999, EMA) against
@@ -63,29 +63,28 @@ def parse_variant(entry: str) -> tuple[str, dict]:
 
 def train_and_score(preset: str, seed: int, minutes: float, cache: Path, out: Path, scorer: Scorer,
                     train: np.ndarray, curve_points: int, device: str, threads: int | None) -> dict:
-    from facegan.models.sampling import GeneratorSampler, selection_seeds
-    from facegan.sample import load_generator
-    from facegan.train import TrainConfig, training_loop
+    from facegan.models.sampling import selection_seeds
+    from facegan.sample import load_sampler
     from facegan.train.autotune import tune_run
-    from facegan.train.presets import resolve
+    from facegan.train.entry import resolve_config, run_training
 
     name, given = parse_variant(preset)
-    cfg = TrainConfig(**resolve(name, dict(given, data=str(cache), out=str(out), minutes=minutes, seed=seed,
-                                           device=device, threads=threads, progress=False)))
+    cfg = resolve_config(dict(given, preset=name, data=str(cache), out=str(out), minutes=minutes, seed=seed,
+                              device=device, threads=threads, progress=False))
     marks = [minutes * 60 * (k + 1) / curve_points for k in range(curve_points - 1)]  # the last point: the end
     snaps: list[tuple[float, np.ndarray]] = []
 
-    def on_tick(progress, generator) -> None:
+    def on_tick(progress, sampler) -> None:
         if marks and progress.elapsed >= marks[0]:
             marks.pop(0)
-            snaps.append((progress.nimg / 1000, GeneratorSampler(generator())(selection_seeds(1000))))
+            snaps.append((progress.nimg / 1000, sampler()(selection_seeds(1000))))
 
     t = time.perf_counter()
-    tuned = tune_run(cfg)
-    res = training_loop(cfg, tuned=tuned, on_tick=on_tick)
-    G = load_generator(res.last, "ema")
-    final = GeneratorSampler(G)(list(range(1000)))
-    snaps.append((res.nimg / 1000, GeneratorSampler(G)(selection_seeds(1000))))
+    tuned = tune_run(cfg)  # timed here (not inside run_training) to report what it chose
+    res = run_training(cfg, tuned=tuned, tune=False, on_tick=on_tick)
+    S = load_sampler(res.last, "ema")
+    final = S(list(range(1000)))
+    snaps.append((res.nimg / 1000, S(selection_seeds(1000))))
     print(f"  {preset} seed {seed}: trained {res.nimg / 1000:.1f} kimg in {res.elapsed / 60:.1f} min; scoring ...",
           flush=True)
     row = {"preset": preset, "seed": seed, "kimg": res.nimg / 1000, "minutes": res.elapsed / 60,

@@ -17,13 +17,25 @@ runs with it too (that can only flatter the tutorial). The sides are timed in al
 windows after warm-up steps, so load from other users of the machine hits all alike.
 
     python bench/train_speed.py [--seconds 45] [--rounds 3] [--ablate]
+
+``--against REV`` compares facegan with itself instead: the facegan of commit ``REV`` (checked
+out into a temporary ``git worktree``) against the current tree's, each side in its own child
+process (``_speed_child.py`` with ``PYTHONPATH=<tree>/src``, so both pay the same process
+costs), timed in alternating windows, with img/s of each and their ratio side by side. The
+child builds its side with whichever API that facegan has (the method object, else the older
+``build_parts``), so a commit from before the method seam works::
+
+    python bench/train_speed.py --against 2027caf [--seconds 45] [--rounds 3] [--precision fp32]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -105,34 +117,26 @@ def tutorial_stepper(photos: Path):
 
 def facegan_stepper(cache: Path, precision: str = "auto", channels_last: bool = True, matmul_convs: str = "auto",
                     threads: int | None = None, **train: object):
-    """One-step function of facegan's training, built by the loop's own ``build_parts`` (registry
-    models, in-memory ``BatchLoader`` with flips, Adam, the step module, the EMA update), minus
-    logging and checkpoints. ``train``: further TrainConfig fields (e.g. ``arch``, ``g``)."""
+    """One-step function of facegan's training: the method's own step, built as the loop builds it
+    (:func:`facegan.train.methods.build_training`: registry models, in-memory ``BatchLoader`` with
+    flips, Adam, the step module, the EMA update), minus logging and checkpoints. ``train``:
+    further TrainConfig fields (e.g. ``arch``, ``g``)."""
     from facegan.images import load_uint8_array
     from facegan.runtime import configure_torch
     from facegan.train.config import TrainConfig
     from facegan.train.distributed import DistInfo
-    from facegan.train.ema import ema_beta, update_ema
-    from facegan.train.loop import build_parts
+    from facegan.train.methods import build_training
 
     configure_torch("cpu")  # as `facegan train` does at its entry
     cfg = TrainConfig(data=str(cache), out="unused", kimg=1, device="cpu", precision=precision,
                       channels_last=channels_last, matmul_convs=matmul_convs, batch=BATCH, **train)
     n_threads = threads or torch.get_num_threads()
-    parts = build_parts(cfg, load_uint8_array(cache), DistInfo())
-    nimg = 0
-
-    def next_noise() -> torch.Tensor:
-        return torch.randn(BATCH, cfg.z_dim, generator=parts.noise)
+    method, loader = build_training(cfg, load_uint8_array(cache), DistInfo())
 
     def step() -> None:
-        nonlocal nimg
-        parts.step(lambda: next(parts.loader), next_noise)
-        nimg += BATCH * cfg.n_dis
-        update_ema(parts.G_ema, parts.G, ema_beta(BATCH, nimg, cfg.ema_kimg, cfg.ema_rampup))
+        method.step(lambda: next(loader))
 
-    desc = (f"{parts.precision}, {'channels_last' if parts.channels_last else 'NCHW'}"
-            f"{', 4x4-map convs as matmuls' if parts.matmul else ''}, {n_threads} thread{'s' * (n_threads > 1)}")
+    desc = f"{method.describe()}, {n_threads} thread{'s' * (n_threads > 1)}"
     default_threads = torch.get_num_threads()
     return Side(step, start=lambda: torch.set_num_threads(n_threads),
                 stop=lambda: torch.set_num_threads(default_threads)), desc
@@ -177,6 +181,73 @@ def time_interleaved(sides: dict[str, Side], seconds: float, rounds: int, warmup
     return {k: done[k] / spent[k] for k in sides}
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ChildSide:
+    """A facegan side in a child process importing ``src`` (see ``_speed_child.py``)."""
+
+    def __init__(self, src: Path, cache: Path, over: dict):
+        env = {**os.environ, "PYTHONPATH": str(src)}
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_speed_child.py")), str(cache),
+                                      json.dumps(over)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=env, cwd=str(src.parent))
+        self.desc = self._read().removeprefix("ready ")
+
+    def _read(self) -> str:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"the speed child for {self.proc.args[-2]} ended early (rc {self.proc.wait()})")
+        return line.strip()
+
+    def ask(self, command: str) -> str:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.ask("quit")
+            except (BrokenPipeError, SystemExit):
+                pass
+            self.proc.wait(timeout=30)
+
+
+def against(rev: str, cache: Path, seconds: float, rounds: int, over: dict) -> dict[str, float]:
+    """img/s of facegan at ``rev`` and of the current tree, in alternating windows; prints both
+    and the ratio (current / rev)."""
+    tmp = Path(tempfile.mkdtemp(prefix="facegan-against-"))
+    tree = tmp / "tree"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), rev], check=True,
+                   stdout=subprocess.DEVNULL)
+    sides: dict[str, ChildSide] = {}
+    try:
+        sides[rev] = ChildSide(tree / "src", cache, over)
+        sides["current"] = ChildSide(REPO / "src", cache, over)
+        for name, side in sides.items():
+            print(f"  {name}: {side.desc}", flush=True)
+            side.ask("warmup 2")
+        done = {k: 0 for k in sides}
+        spent = {k: 0.0 for k in sides}
+        for r in range(rounds):
+            for name, side in sides.items():  # one side at a time; the other waits on its stdin
+                images, elapsed = side.ask(f"run {seconds / rounds}").split()
+                done[name] += int(images)
+                spent[name] += float(elapsed)
+            print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{k} {done[k] / spent[k]:.1f}" for k in sides), flush=True)
+    finally:
+        for side in sides.values():
+            side.close()
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+    rates = {k: done[k] / spent[k] for k in sides}
+    print(f"\n| facegan | img/s | vs {rev} |\n|---|---:|---:|")
+    for k, rate in rates.items():
+        print(f"| {k} | {rate:.1f} | {rate / rates[rev]:.3f}x |")
+    return rates
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
@@ -185,7 +256,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternating timing windows per side (default 3)")
     ap.add_argument("--ablate", action="store_true", help="also time facegan in fp32 NCHW (where the speed comes from)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads for both sides (default: torch's, one per core)")
+    ap.add_argument("--against", metavar="REV", default=None,
+                    help="time facegan at git commit REV against the current tree (each in a child process) "
+                    "instead of against the tutorial")
+    ap.add_argument("--precision", default="auto", help="with --against: --precision of both sides (default auto)")
+    ap.add_argument("--matmul-convs", default="auto", help="with --against: --matmul-convs of both sides (default auto)")
+    ap.add_argument("--batch", type=int, default=BATCH, help=f"with --against: the batch (default {BATCH})")
     args = ap.parse_args()
+    if args.against is not None:  # facegan against itself: the cache may stand alone (no photos needed)
+        cache = args.cache if args.cache.is_file() else build_cache(args.photos, args.cache)
+        print(f"{machine_report()}; facegan at {args.against} vs the current tree, batch {args.batch}, "
+              f"{args.seconds:g} s per side in {args.rounds} alternating windows; cache {cache}", flush=True)
+        over = {"device": "cpu", "batch": args.batch, "precision": args.precision, "matmul_convs": args.matmul_convs,
+                "threads": args.threads}
+        against(args.against, cache, args.seconds, args.rounds, over)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.photos.is_dir():

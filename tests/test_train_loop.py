@@ -123,10 +123,10 @@ def test_minutes_limit_stops_the_run(cache, tmp_path):
 def test_fid_while_training_keeps_best(cache, tmp_path, capsys, monkeypatch):
     """... and each long phase says what it does first: the score (with its expected time once
     one was measured) and a BatchNorm re-estimation expected to take a while."""
-    from facegan.train.loop import SamplingModel
+    from facegan.train.methods.gan import EmaSampler
     from test_train_parts import MeanColourScorer
 
-    monkeypatch.setattr(SamplingModel, "SAY_FIRST_S", 0.0)  # tiny models: "a while" is any time
+    monkeypatch.setattr(EmaSampler, "SAY_FIRST_S", 0.0)  # tiny models: "a while" is any time
 
     scorer = MeanColourScorer()
     ref = scorer.statistics(np.load(cache))
@@ -228,31 +228,30 @@ def test_fid_budget_rule():
     in --fid-share of the elapsed time; the final only when an earlier score exists."""
     from types import SimpleNamespace
 
-    from facegan.train.loop import _Run
+    from facegan.train.scoring import FidSchedule
 
     said = []
-    hook = SimpleNamespace(estimate_s=lambda G: 45.0, last_s=45.0)
-    run = SimpleNamespace(cfg=SimpleNamespace(fid_share=0.1, fid_n=1000), progress=SimpleNamespace(elapsed=0.0, best_fid=None),
-                          fid_hook=hook, info=SimpleNamespace(distributed=False, world_size=1), sampling=lambda step: None,
-                          fid_spent=0.0, fid_wait_said=False, total_s=3600.0,
-                          mon=SimpleNamespace(message=said.append))
-    run.progress.step = 0
-    run.progress.elapsed = 899.0  # 10 % of 899 s < 45 + 45
-    assert not _Run.fid_due(run, final=False)
+    hook = SimpleNamespace(estimate_s=lambda sampler: 45.0, last_s=45.0)
+    fid = FidSchedule(hook, SimpleNamespace(fid_share=0.1, fid_n=1000), SimpleNamespace(distributed=False, world_size=1),
+                      SimpleNamespace(message=said.append), total_s=3600.0)
+    pr = SimpleNamespace(elapsed=0.0, best_fid=None, step=0)
+    sampler = lambda: None  # noqa: E731
+    pr.elapsed = 899.0  # 10 % of 899 s < 45 + 45
+    assert not fid.due(False, pr, sampler)
     assert said[-1:] == ["FID@1000 takes about 45 s here; --fid-share 0.1 keeps scoring to 10% of the time, "
                     "so the first score comes after about 15 min of training"]
-    run.progress.elapsed = 901.0
-    assert _Run.fid_due(run, final=False)
-    run.fid_spent = 45.0
-    assert not _Run.fid_due(run, final=False) and len(said) == 1  # said once
-    run.progress.elapsed = 1351.0
-    assert _Run.fid_due(run, final=False)
-    assert not _Run.fid_due(run, final=True)  # nothing scored yet: a lone final score chooses nothing
-    run.progress.best_fid = 80.0
-    assert _Run.fid_due(run, final=True)
-    run.cfg.fid_share = 0.0  # every --fid-kimg regardless
-    run.progress.elapsed, run.fid_spent = 1.0, 1e6
-    assert _Run.fid_due(run, final=False)
+    pr.elapsed = 901.0
+    assert fid.due(False, pr, sampler)
+    fid.spent = 45.0
+    assert not fid.due(False, pr, sampler) and len(said) == 1  # said once
+    pr.elapsed = 1351.0
+    assert fid.due(False, pr, sampler)
+    assert not fid.due(True, pr, sampler)  # nothing scored yet: a lone final score chooses nothing
+    pr.best_fid = 80.0
+    assert fid.due(True, pr, sampler)
+    fid.cfg.fid_share = 0.0  # every --fid-kimg regardless
+    pr.elapsed, fid.spent = 1.0, 1e6
+    assert fid.due(False, pr, sampler)
 
 
 def test_first_tick_comes_early_and_the_last_partial_tick_is_logged(cache, tmp_path, monkeypatch):

@@ -228,9 +228,11 @@ def test_fid_hook_scores_generated_images(tmp_path):
     hook = FidHook(tmp_path / "ref.npz", torch.device("cpu"), n=50, scorer=scorer)
     torch.manual_seed(0)
     G = create_generator("dcgan", z_dim=8, ngf=4, resolution=8).eval()
-    fid = hook(G)
+    from facegan.models.sampling import GeneratorSampler
+
+    fid = hook(GeneratorSampler(G))
     assert scorer.calls[-1] == 50 and np.isfinite(fid) and fid > 0
-    assert hook(G) == fid  # fixed seeds: the same images every time
+    assert hook(GeneratorSampler(G)) == fid  # fixed seeds: the same images every time
     # Honest selection: the seeds that choose best.pt never overlap what `facegan sample` hands in.
     from facegan.models.sampling import generate
 

@@ -196,26 +196,21 @@ def train_step(cfg: RunConfig, cache: Path, ref: Path, out: Path, log: Callable[
 
     ``overrides``: further :class:`~facegan.train.TrainConfig` fields (model widths, batch...).
     """
-    from facegan.train import TrainConfig, config_for_resume, training_loop
-    from facegan.train.autotune import tune_run
-    from facegan.train.presets import resolve
+    from facegan.train.entry import resolve_config, run_training
 
     length = {"minutes": cfg.minutes, "kimg": cfg.kimg}
-    if (out / "last.pt").is_file():
+    resume = (out / "last.pt").is_file()
+    if resume:
         log(f"[3/6] train: resuming {out / 'last.pt'} (until {_length(cfg)})")
-        given = {**length, "ref": str(ref), "fid_n": cfg.n, "device": cfg.device, "threads": cfg.threads}
-        if cfg.fid_kimg is not None:
-            given["fid_kimg"] = cfg.fid_kimg
-        tcfg = config_for_resume(out, given)
-        result = training_loop(tcfg, resume=True, tuned=tune_run(tcfg, log))
+        given = {**length, "out": str(out), "ref": str(ref), "fid_n": cfg.n, "device": cfg.device,
+                 "threads": cfg.threads}
     else:
         log(f"[3/6] train: {'preset ' + cfg.preset if cfg.preset else 'the DCGAN'} for {_length(cfg)} -> {out}")
         given = dict(data=str(cache), out=str(out), ref=str(ref), fid_n=cfg.n, device=cfg.device, seed=cfg.seed,
-                     threads=cfg.threads, **length, **(overrides or {}))
-        if cfg.fid_kimg is not None:
-            given["fid_kimg"] = cfg.fid_kimg
-        tcfg = TrainConfig(**resolve(cfg.preset, given))
-        result = training_loop(tcfg, tuned=tune_run(tcfg, log))
+                     threads=cfg.threads, preset=cfg.preset, **length, **(overrides or {}))
+    if cfg.fid_kimg is not None:
+        given["fid_kimg"] = cfg.fid_kimg
+    result = run_training(resolve_config(given, resume=resume), resume=resume, log=log)
     if result.status != "done":
         log(f"      stopped; run the same 'facegan run' command again to continue from {out / 'last.pt'}")
         raise KeyboardInterrupt  # the checkpoint is written

@@ -1,7 +1,8 @@
-"""``facegan sample``'s library side: a checkpoint's generator → PNGs, image ``i`` from seed ``i``.
+"""``facegan sample``'s library side: a checkpoint's sampler → PNGs, image ``i`` from seed ``i``.
 
 The seed → image rule itself is :mod:`facegan.models.sampling` (shared with training's grids and
-FID); this module adds reading the generator out of a checkpoint and writing the files.
+FID); the sampler of a checkpoint comes from the training method its config names
+(:func:`facegan.train.methods.load_sampler`); this module adds writing the files.
 """
 
 from __future__ import annotations
@@ -15,32 +16,36 @@ import torch
 from torch import nn
 
 from facegan.errors import FaceganError
-from facegan.models.sampling import generate, noise_for_seeds, to_uint8  # noqa: F401  (the public names)
+from facegan.models.sampling import Sampler, generate, noise_for_seeds, to_uint8  # noqa: F401  (the public names)
 
 
 def load_generator(
     ckpt: str | os.PathLike, which: Literal["ema", "g"] = "ema", device: torch.device | str = "cpu"
 ) -> nn.Module:
-    """The generator of a ``facegan train`` checkpoint (or run folder), in eval mode on ``device``.
+    """The generator of a GAN's ``facegan train`` checkpoint (or run folder), in eval mode on ``device``.
 
     ``which="ema"`` takes the moving-average weights (with the BatchNorm statistics that were
     re-estimated for them when the checkpoint was written); ``"g"`` the raw generator.
     """
-    from facegan.train.checkpoint import build_generator, check_finite, load
+    from facegan.train.checkpoint import load
+    from facegan.train.methods import DEFAULT_METHOD, method_of
+    from facegan.train.methods.gan import load_generator as from_state
 
     state = load(ckpt)
-    key = {"ema": "G_ema", "g": "G"}.get(which)
-    if key is None:
-        raise FaceganError(f"--which must be 'ema' or 'g', not {which!r}")
-    if state.get(key) is None:
-        if state["format"] == "facegan-generator-1":
-            other = "ema" if which == "g" else "g"
-            raise FaceganError(f"{state['path']}: an exported file holding only one generator; use --which {other}")
-        raise FaceganError(f"{state['path']}: has no EMA generator (trained with --no-ema); use --which g")
-    check_finite(state[key], state["path"])  # NaN weights would sample blank images without a word
-    generator = build_generator(state["config"])  # only G: sampling never builds D (shapes checked by load)
-    generator.load_state_dict(state[key])
-    return generator.to(device).eval()
+    if method_of(state["config"]) != DEFAULT_METHOD:
+        raise FaceganError(f"{state['path']}: trained by the method {method_of(state['config'])!r}, which has no "
+                           "GAN generator; sample it with load_sampler / 'facegan sample'")
+    return from_state(state, which, device)
+
+
+def load_sampler(ckpt: str | os.PathLike, which: Literal["ema", "g"] = "ema", device: torch.device | str = "cpu",
+                 batch_size: int = 250) -> Sampler:
+    """The :class:`~facegan.models.sampling.Sampler` of a ``facegan train`` checkpoint (or run
+    folder), built by the training method its config names (none named: the GAN's generator)."""
+    from facegan.train.checkpoint import load
+    from facegan.train.methods import load_sampler as from_state
+
+    return from_state(load(ckpt), which, device, batch_size)
 
 
 def write_pngs(images: np.ndarray, out: str | os.PathLike, start: int = 0, digits: int = 4) -> list[Path]:
@@ -92,13 +97,10 @@ def sample_to_folder(
         if others:
             raise FaceganError(f"{out}: holds other images ({others[0]} ...) that are not part of these samples; "
                                "remove them or use an empty folder")
-    generator = load_generator(ckpt, which, device)
+    sampler = load_sampler(ckpt, which, device, batch_size)
     from tqdm.auto import tqdm
 
-    from facegan.models.sampling import GeneratorSampler
-
     # Written batch by batch, so memory does not grow with n (-n 100000 held 1.2 GB of pixels twice).
-    sampler = GeneratorSampler(generator, device=device, batch_size=batch_size)
     paths: list[Path] = []
     with tqdm(total=n, desc="sample", unit="img", disable=None if progress else True) as bar:
         for start in range(first_seed, first_seed + n, batch_size):

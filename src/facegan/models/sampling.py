@@ -73,6 +73,9 @@ class GeneratorSampler:
         progress: show a progress bar (on a terminal).
     """
 
+    label: str = ""
+    """what a grid's caption calls the images (e.g. "EMA"); optional for any Sampler"""
+
     def __init__(self, generator: nn.Module, *, device: torch.device | str | None = None, batch_size: int = 250,
                  progress: bool = False):
         self.generator = generator

@@ -83,6 +83,8 @@ def _key(cfg: Any, device_name: str) -> str:
 
     c = config_to_dict(cfg)
     shape = {k: c[k] for k in ("arch", "g", "d", "batch", "resolution", "n_dis", "joint_d", "channels_last", "compile")}
+    if c.get("method", "gan") != "gan":  # (absent for the GAN: the keys cached before methods still hold)
+        shape["method"], shape["method_options"] = c["method"], c["method_options"]
     shape["r1"] = c["r1_gamma"] > 0
     shape["augment"] = c["augment"]
     # what the user fixed narrows the candidates, so it is part of the question
@@ -101,32 +103,28 @@ def needs_tuning(cfg: Any, device: torch.device) -> bool:
 
 
 def _time_candidate(cfg: Any, images: np.ndarray, choice: Choice) -> float:
-    """img/s of ``choice`` over a few real steps of a throwaway copy of the run's parts."""
+    """img/s of ``choice`` over a few real steps of a throwaway copy of the run's method: the
+    method's own step (:func:`facegan.train.methods.build_training`), as the loop runs it."""
     from facegan.train.distributed import DistInfo
-    from facegan.train.loop import build_parts
+    from facegan.train.methods import build_training
 
     torch.set_num_threads(choice.threads)
     trial = dataclasses.replace(cfg, precision=choice.precision, matmul_convs=choice.matmul_convs,
                                 threads=choice.threads, compile=False)
-    parts = build_parts(trial, images, DistInfo(device=pick_device(cfg.device)))  # on the run's own device
-    z_dim = trial.z_dim
-
-    def noise() -> torch.Tensor:
-        return torch.randn(parts.loader.batch_size, z_dim, generator=parts.noise)
-
-    on_gpu = next(parts.G.parameters()).device.type == "cuda"
-    sync = torch.cuda.synchronize if on_gpu else (lambda: None)  # GPU work is asynchronous: time it finished
-    parts.step(lambda: next(parts.loader), noise)  # warm-up: first-call allocations, kernel choice
+    device = pick_device(cfg.device)  # the run's own device
+    method, loader = build_training(trial, images, DistInfo(device=device))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)  # GPU work is asynchronous
+    method.step(lambda: next(loader))  # warm-up: first-call allocations, kernel choice
     sync()
     done, t0 = 0, time.perf_counter()
     while True:
-        parts.step(lambda: next(parts.loader), noise)
+        method.step(lambda: next(loader))
         sync()
         done += 1
         spent = time.perf_counter() - t0
         if (done >= 2 and spent >= PROBE_SECONDS) or done >= PROBE_MAX_STEPS or spent >= PROBE_SLOW_STEP:
             break
-    return done * cfg.batch * cfg.n_dis / (time.perf_counter() - t0)
+    return done * method.images_per_step / (time.perf_counter() - t0)
 
 
 def tune(cfg: Any, images: np.ndarray, *, use_cache: bool = True,
@@ -268,13 +266,12 @@ def tune_run(cfg: Any, log: Callable[[str], None] | None = print) -> TuneResult 
     during the check ends it at once (:func:`facegan.interrupts.phase`): nothing is saved yet.
     """
     from facegan import interrupts
+    from facegan.datapaths import check_train_data
     from facegan.images import load_uint8_array
-
-    from facegan.train.loop import check_data_path
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 or not needs_tuning(cfg, pick_device(cfg.device)):
         return None
-    check_data_path(cfg.data)
+    check_train_data(cfg.data)
     timer = _time_candidate if log is None else _announcing(log)
     with interrupts.phase("speed check"):
         return tune(cfg, load_uint8_array(cfg.data), timer=timer)

@@ -4,7 +4,9 @@ own models.
 A checkpoint is one ``torch.save``\\ d dict of tensors and plain Python values only::
 
     format        "facegan-train-2"
-    config        TrainConfig as a dict; its "arch", "g" and "d" rebuild each network alone
+    config        TrainConfig as a dict; its "method" (absent: "gan") names the training method,
+                  whose keys sit beside the generic ones below. The GAN's: its "arch", "g" and
+                  "d" rebuild each network alone;
     G, D, G_ema   state dicts (G_ema None when the run has no EMA)
     opt_g, opt_d  Adam states
     nimg, step    images shown to D so far, generator steps so far
@@ -202,6 +204,11 @@ def export_generator(ckpt: str | os.PathLike, out: str | os.PathLike, which: str
     """Write the generator of a training checkpoint alone (``which``: the EMA or G) to ``out``:
     its config and weights, a fraction of the full checkpoint's size, readable by ``facegan sample``."""
     state = load(ckpt)
+    from facegan.train.methods import DEFAULT_METHOD, method_of
+
+    if method_of(state["config"]) != DEFAULT_METHOD:
+        raise FaceganError(f"{state['path']}: trained by the method {method_of(state['config'])!r}; only a GAN's "
+                           "generator can be exported (sample the checkpoint itself)")
     _refuse_overwriting_a_training_checkpoint(out, state["path"])
     key = {"ema": "G_ema", "g": "G"}[which]
     if state.get(key) is None:

@@ -30,11 +30,12 @@ from facegan.safeload import library_reason
 #: 64x64 models have under 40 million; a config asking for more is refused before building.
 MAX_PARAMS = 200_000_000
 
-#: What a resume reads from a training checkpoint, and the type each must have.
+#: What a resume reads from any training checkpoint, and the type each must have.
 _TRAINING_KEYS: dict[str, type | tuple[type, ...]] = {
-    "G": dict, "D": dict, "opt_g": dict, "opt_d": dict, "nimg": int, "step": int, "elapsed": (int, float),
-    "loader": dict, "rng": list,
+    "nimg": int, "step": int, "elapsed": (int, float), "loader": dict, "rng": list,
 }
+#: ... and from a GAN's (the method's own keys; checked first, as before methods existed).
+_GAN_KEYS: dict[str, type | tuple[type, ...]] = {"G": dict, "D": dict, "opt_g": dict, "opt_d": dict}
 
 
 def _meta_network(kind: str, config: dict[str, Any], path: Path) -> nn.Module:
@@ -83,17 +84,28 @@ def check_state_dict(stored: Any, net: nn.Module, path: Path, what: str) -> None
             raise FaceganError(f"{path}: the {what} weight {key} has dtype {t.dtype}, expected {ref.dtype}")
 
 
-def _check_training(state: dict[str, Any], path: Path, nets: dict[str, nn.Module]) -> None:
-    for key, kind in _TRAINING_KEYS.items():
+def check_keys(state: dict[str, Any], path: Path, keys: dict[str, type | tuple[type, ...]]) -> None:
+    """Each of ``keys`` must be in ``state`` with its type (a resume reads them)."""
+    for key, kind in keys.items():
         value = state.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             got = "missing" if key not in state else type(value).__name__
             raise FaceganError(f"{path}: damaged checkpoint: {key!r} is {got}; it cannot be resumed "
                                "(sample from it, or start a new run)")
+
+
+def check_training(state: dict[str, Any], path: Path) -> None:
+    """The generic keys the loop writes into every training checkpoint, whatever its method."""
+    check_keys(state, path, _TRAINING_KEYS)
     if state["nimg"] < 0 or state["step"] < 0 or not math.isfinite(state["elapsed"]) or state["elapsed"] < 0:
         raise FaceganError(f"{path}: damaged checkpoint: negative or non-finite counters")
     if not state["rng"] or not all(isinstance(r, dict) for r in state["rng"]):
         raise FaceganError(f"{path}: damaged checkpoint: no random states")
+
+
+def _check_gan_training(state: dict[str, Any], path: Path, nets: dict[str, nn.Module]) -> None:
+    check_keys(state, path, _GAN_KEYS)
+    check_training(state, path)
     amp = state.get("amp")  # fp16's loss scales (format 2 from session 6 on; None unless fp16)
     if amp is not None and not (isinstance(amp, dict) and all(
             isinstance(amp.get(k), dict) and isinstance(amp[k].get("scale"), (int, float))
@@ -110,8 +122,27 @@ def _check_training(state: dict[str, Any], path: Path, nets: dict[str, nn.Module
 
 
 def check_state(state: dict[str, Any], path: str | Path) -> None:
-    """Raise :class:`FaceganError` unless ``state`` (a loaded checkpoint) is usable as it claims."""
+    """Raise :class:`FaceganError` unless ``state`` (a loaded checkpoint) is usable as it claims.
+
+    A training checkpoint is checked by the method its config names (none named: the GAN), then
+    for the keys every training checkpoint holds; an exported generator is a GAN's."""
     path = Path(path)
+    if state["format"] == "facegan-generator-1":
+        check_gan_state(state, path)
+        return
+    from facegan.train.methods import DEFAULT_METHOD, get_method, method_of
+
+    try:
+        entry = get_method(method_of(state["config"]))
+    except FaceganError as exc:
+        raise FaceganError(f"{path}: {exc}") from None
+    entry.obj.check_checkpoint(state, path)
+    if entry.name != DEFAULT_METHOD:
+        check_training(state, path)
+
+
+def check_gan_state(state: dict[str, Any], path: Path) -> None:
+    """A GAN's checkpoint (or exported generator): networks of its config, weights of their shapes."""
     config = state["config"]
     training = state["format"] != "facegan-generator-1"
     nets = {"generator": _meta_network("generator", config, path)}
@@ -122,6 +153,6 @@ def check_state(state: dict[str, Any], path: str | Path) -> None:
         if state.get(key) is not None and kind in nets:
             check_state_dict(state[key], nets[kind], path, label)
     if training:
-        _check_training(state, path, nets)
+        _check_gan_training(state, path, nets)
     elif state.get("G") is None and state.get("G_ema") is None:
         raise FaceganError(f"{path}: an exported file without a generator's weights")

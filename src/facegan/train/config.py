@@ -2,7 +2,9 @@
 
 The networks' own options are not here: each registered generator and discriminator carries its
 config dataclass (:mod:`facegan.models.registry`), held in ``TrainConfig.g`` and ``TrainConfig.d``
-and offered on the command line as ``--g.NAME`` / ``--d.NAME``. ``facegan train`` generates the
+and offered on the command line as ``--g.NAME`` / ``--d.NAME``; likewise a training method's
+own options (:mod:`facegan.train.methods`) are ``TrainConfig.method_options``, ``--m.NAME``. The
+GAN, the default method, reads the fields below (so every config written so far still loads). ``facegan train`` generates the
 other options from the fields below (their docstrings are the help); each checkpoint carries the
 resolved config as a dict, and ``config.json`` in the run folder is the same dict.
 """
@@ -18,7 +20,11 @@ from facegan.errors import FaceganError
 #: Training fields that shape the data stream or what is averaged: a resumed run may not change
 #: them. The models' configs (``arch``, ``g``, ``d``) are compared whole, so a new model's
 #: options need no entry here.
-FROZEN_ON_RESUME: tuple[str, ...] = ("arch", "resolution", "g", "d", "batch", "n_dis", "seed", "ema")
+FROZEN_ON_RESUME: tuple[str, ...] = ("method", "method_options", "arch", "resolution", "g", "d", "batch", "n_dis",
+                                     "seed", "ema")
+#: Fields holding a nested config: options given for them are merged field by field onto a
+#: preset's or a resumed run's (``--g.ngf 8`` alone keeps the run's other generator options).
+NESTED: tuple[str, ...] = ("g", "d", "method_options")
 
 #: The format of configs written before the models had their own configs (facegan-train-1).
 _V1_MODEL_FIELDS = ("z_dim", "ngf", "ndf", "g_norm", "d_norm", "d_dropout")
@@ -37,6 +43,10 @@ class TrainConfig:
 
     preset: str | None = None
     """a named recipe: dcgan (the brief's), cpu or gpu (listed below); options given beside it win"""
+    method: str = "gan"
+    """registered name of the training method (facegan.train.methods): gan (a generator against a discriminator, every option below) or another registered one; its own options are --m.NAME"""
+    method_options: Any = None
+    """the method's own options (a dict or its options dataclass; None: its defaults)"""
     arch: str = "dcgan"
     """registered name of the generator and discriminator (facegan.models.registry); their options are --g.NAME and --d.NAME"""
     resolution: int = 64
@@ -183,8 +193,11 @@ class TrainConfig:
             problems.append(str(exc))
         if problems:
             raise FaceganError("training config: " + "; ".join(problems))
-        # The networks' configs: resolved against the registry, with the run's resolution.
+        # The method's options and the networks' configs: resolved against their registries.
         from facegan.models.registry import model_config
+        from facegan.train.methods import method_options
+
+        self.method_options = method_options(self.method, self.method_options)
 
         self.g = model_config("generator", self.arch, self.g, resolution=self.resolution)
         self.d = model_config("discriminator", self.arch, self.d, resolution=self.resolution)
@@ -222,6 +235,23 @@ def upgrade_config(data: dict[str, Any]) -> dict[str, Any]:
     data.pop("beta1", None)
     data.pop("beta2", None)
     return data
+
+
+def merge_given(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` on top of ``base`` (a preset's overrides, a resumed run's config), the nested
+    configs (:data:`NESTED`) merged field by field: the one merge for presets and resumes."""
+    out = {**base, **given}
+    for key in NESTED:
+        if isinstance(base.get(key), dict) or isinstance(given.get(key), dict):
+            out[key] = {**(base.get(key) or {}), **(given.get(key) or {})}
+    return out
+
+
+def frozen_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The :data:`FROZEN_ON_RESUME` fields whose values differ between a run's saved config dict
+    and ``now`` (fields absent from ``now`` are not compared)."""
+    saved = config_to_dict(config_from_dict({**saved, "data": saved.get("data") or "x", "out": "x", "kimg": 1}))
+    return [k for k in FROZEN_ON_RESUME if k in now and saved.get(k) != now.get(k)]
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:

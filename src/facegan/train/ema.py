@@ -6,8 +6,8 @@ so it means the same at any batch size, and is capped early on (ramp-up) so the 
 not drag the random initial weights along for the first thousands of steps.
 
 The trap with a BatchNorm generator: the averaged weights do not match G's running statistics
-(measured here: FID 370 vs 129 with copied statistics), so before use the loop re-estimates them
-for the averaged weights (:func:`facegan.models.sampling.recalibrate_batchnorm`).
+(measured here: FID 370 vs 129 with copied statistics), so before use the GAN method
+re-estimates them for the averaged weights (:func:`facegan.models.sampling.recalibrate_batchnorm`).
 """
 
 from __future__ import annotations

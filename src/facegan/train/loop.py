@@ -1,24 +1,22 @@
 """``training_loop(cfg)``: build → resume → step until done → save, with everything a long run needs.
 
-The loop names no network, loss or augmentation: the networks come from the registry by
-``cfg.arch`` with their own configs, the objective and its seams from :mod:`facegan.train.step`,
-the pictures from :mod:`facegan.models.sampling`. Around the steps: a weight EMA of G, ticks (a
-line in stats.jsonl, the progress bar), fixed-noise grids, FID with ``--ref`` (on seeds disjoint
-from the handed-in ones) and ``best.pt``, atomic ``last.pt`` every few minutes and on
-Ctrl-C/SIGTERM, a NaN/inf guard that stops before anything bad is written, and DDP under torchrun.
+The loop names no network, loss or augmentation: it knows the run's training method
+(:mod:`facegan.train.methods`, the GAN by default) by role only — build it, restore it, call its
+``step`` per batch, checkpoint its state, draw grids and score FID with its sampler. Around the
+steps: ticks (a line in stats.jsonl, the progress bar), fixed-seed grids, FID with ``--ref`` (on
+seeds disjoint from the handed-in ones) and ``best.pt``, atomic ``last.pt`` every few minutes and
+on Ctrl-C/SIGTERM, a NaN/inf guard that stops before anything bad is written, a learning-rate
+decay, and DDP under torchrun.
 
-Reproducibility: the data order is a pure function of (seed, epoch), the training noise and the
-augmentation have their own generators, every random state is in the checkpoint, and nothing the
-loop does for the user (grids, FID, BatchNorm re-estimation) draws from a random generator the
-training uses. So in fp32 on the CPU, N steps straight and N/2 + resume + N/2 give bitwise the
-same weights.
+Reproducibility: the data order is a pure function of (seed, epoch), the method's noise has its
+own generator, every random state is in the checkpoint, and nothing the loop does for the user
+(grids, FID) draws from a random generator the training uses. So in fp32 on the CPU, N steps
+straight and N/2 + resume + N/2 give bitwise the same weights.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,30 +24,26 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
-from torch import nn
 
-from facegan.devices import accelerator, describe_precision, precision_by_capability, precision_problem
+from facegan.datapaths import check_train_data
+from facegan.devices import accelerator, precision_problem
 from facegan.errors import FaceganError
 from facegan import interrupts
 from facegan.fileio import atomic_write_text, clean_stale_temps
 from facegan.images import load_uint8_array
-from facegan.data.loader import BatchLoader
-from facegan.train.losses import get_loss
-from facegan.models.matmul_conv import matmul_convs_on, use_matmul_convs
-from facegan.models.sampling import generate, has_batchnorm, recalibrate_batchnorm
+from facegan.models.sampling import Sampler
 from facegan.runlock import run_lock
-from facegan.train import checkpoint as ckpt_io
-from facegan.train import distributed as dist_util
-from facegan.train.augment import Augment, parse_policy
+import facegan.train.checkpoint as ckpt_io
+import facegan.train.distributed as dist_util
 from facegan.train.autotune import ThreadWatch, TuneResult
 from facegan.train.autotune import apply as apply_tuning
-from facegan.train.config import FROZEN_ON_RESUME, TrainConfig, config_from_dict, config_to_dict
-from facegan.train.ema import ema_beta, make_ema, update_ema
+from facegan.train.config import TrainConfig, config_to_dict, frozen_changes
 from facegan.grids import save_grid
-from facegan.train.monitor import TARGET_FID, Monitor, plot_curves
-from facegan.train.step import GanStep, Nets
+from facegan.train.methods import build_training
+from facegan.train.monitor import Monitor, Scalars, guard_finite, plot_curves
+from facegan.train.scoring import FidHook, FidSchedule
 
-#: Samples in each fixed-noise grid (seeds 0..63: the same faces as samples 0000-0063.png).
+#: Samples in each fixed-seed grid (seeds 0..63: the same faces as samples 0000-0063.png).
 GRID_SIZE = 64
 #: The first tick comes after at most this many seconds, however slow the steps.
 FIRST_TICK_S = 30.0
@@ -80,80 +74,17 @@ class Progress:
     """The counters a run carries from checkpoint to checkpoint."""
 
     nimg: int = 0
-    """real images shown to D so far"""
+    """real images trained on so far"""
     step: int = 0
-    """generator updates so far"""
+    """method steps so far"""
     elapsed: float = 0.0
     """seconds of training so far, across resumes"""
     best_fid: float | None = None
     best_kimg: float | None = None
 
 
-@dataclass
-class Parts:
-    """Everything a run builds from its config."""
-
-    G: nn.Module
-    D: nn.Module
-    G_ema: nn.Module | None
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
-    loader: BatchLoader
-    noise: torch.Generator
-    augment: Augment | None
-    step: GanStep
-    precision: str
-    channels_last: bool
-    matmul: bool
-
-
-def resolve_precision(requested: str, device: torch.device) -> str:
-    """``--precision`` for ``device`` when no speed check chose it: what the hardware runs natively
-    (:func:`facegan.devices.precision_by_capability`); an explicit value is kept."""
-    return precision_by_capability(requested, accelerator(device))
-
-
-def _frozen_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """The :data:`FROZEN_ON_RESUME` fields whose values differ between two config dicts."""
-    saved = config_to_dict(config_from_dict({**saved, "data": saved.get("data") or "x", "out": "x", "kimg": 1}))
-    return [k for k in FROZEN_ON_RESUME if k in now and saved.get(k) != now.get(k)]
-
-
 def _same_file(a: str | None, b: str | None) -> bool:
     return bool(a) and bool(b) and Path(a).resolve() == Path(b).resolve()
-
-
-def config_for_resume(out: str | Path, given: dict[str, Any]) -> TrainConfig:
-    """The config of the run in ``out`` with the options ``given`` now applied on top.
-
-    Options that shape the models or the data stream (:data:`FROZEN_ON_RESUME`, the networks'
-    whole configs among them) cannot change.
-    """
-    last = Path(out) / "last.pt"
-    if not last.is_file():
-        raise FaceganError(f"{last}: nothing to resume (no checkpoint in {out})")
-    saved = ckpt_io.load(last)["config"]
-    given = dict(given)
-    for net in ("g", "d"):  # --g.X given alone: on top of the run's own network config
-        if isinstance(given.get(net), dict):
-            given[net] = {**saved.get(net, {}), **given[net]}
-    merged = {**saved, **given, "out": str(out)}
-    cfg = config_from_dict(merged)
-    changed = _frozen_changes(saved, {k: v for k, v in config_to_dict(cfg).items() if k in given or k in ("g", "d")})
-    if changed:
-        raise FaceganError(
-            f"{last}: cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} when resuming "
-            f"(the run has {', '.join(f'{k}={saved.get(k)!r}' for k in changed)}); start a new --out instead"
-        )
-    return cfg
-
-
-def check_data_path(data: str) -> None:
-    """Training reads the prepared uint8 cache; anything else gets the command that fits
-    (:func:`facegan.datapaths.check_train_data`)."""
-    from facegan.datapaths import check_train_data
-
-    check_train_data(data)
 
 
 def _check_data(images: np.ndarray, cfg: TrainConfig, world: int) -> None:
@@ -169,131 +100,23 @@ def _check_data(images: np.ndarray, cfg: TrainConfig, world: int) -> None:
         raise FaceganError(f"{cfg.data}: {n} images, fewer than one batch of {cfg.batch}")
 
 
-def build_parts(cfg: TrainConfig, images: np.ndarray, info: dist_util.DistInfo) -> Parts:
-    """The networks, optimisers, loader, noise, augmentation and step of a fresh run."""
-    from facegan.models.registry import build
-
-    device = info.device
-    precision = resolve_precision(cfg.precision, device)
-    # Under torch.compile, inductor picks conv layouts itself; handing it channels_last weights
-    # broke G's first (1x1-input) layer's backward on torch 2.11 + CUDA, so leave them NCHW there.
-    channels_last = cfg.channels_last and not cfg.compile
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
-    torch.manual_seed(cfg.seed)
-    G = build("generator", cfg.arch, cfg.g).to(device, memory_format=memory_format)
-    D = build("discriminator", cfg.arch, cfg.d).to(device, memory_format=memory_format)
-    matmul = matmul_convs_on(cfg.matmul_convs, device)
-    if matmul:  # same parameters and state_dict; only how the 4x4-map layers compute changes
-        use_matmul_convs(G)
-        use_matmul_convs(D)
-    G_ema = make_ema(G) if cfg.ema else None
-    fused = {"fused": True} if device.type == "cuda" else {}
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1_g, cfg.beta2_g), **fused)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1_d, cfg.beta2_d), **fused)
-    loader = BatchLoader(
-        images, cfg.batch // info.world_size, device=device, flip=cfg.flip, seed=cfg.seed,
-        rank=info.rank, world_size=info.world_size, channels_last=channels_last,
-    )
-    noise = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + 104729 * (info.rank + 1))
-    policy = parse_policy(cfg.augment)
-    augment = Augment(policy, cfg.augment_p, device, seed=cfg.seed * 31 + 17 + info.rank, target=cfg.ada_target,
-                      speed_img=cfg.ada_kimg * 1000, interval=cfg.ada_interval) if policy else None
-    # Training views: DDP-wrapped (gradients averaged over ranks) and optionally compiled.
-    G_train, D_train = dist_util.wrap_ddp(G, info), dist_util.wrap_ddp(D, info)
-    D_for_g = D  # G's update needs D's output but not D's gradients: no DDP sync for it
-    if cfg.compile:
-        G_train, D_train, D_for_g = torch.compile(G_train), torch.compile(D_train), torch.compile(D)
-    if cfg.joint_d and has_batchnorm(D):
-        raise FaceganError(f"--joint-d: the {cfg.arch} discriminator has BatchNorm, which would mix the statistics "
-                           "of real and fake batches; drop --joint-d or use --d.norm none/layer/instance/group")
-    step = GanStep(Nets(G_train, D_train, D_for_g, D), opt_g, opt_d, get_loss(cfg.loss), n_dis=cfg.n_dis,
-                   joint_d=cfg.joint_d, augment=augment, r1_gamma=cfg.r1_gamma, r1_every=cfg.r1_every,
-                   autocast=device.type, precision=precision, freeze_d=not cfg.compile)
-    return Parts(G, D, G_ema, opt_g, opt_d, loader, noise, augment, step, precision, channels_last, matmul)
-
-
-def restore(parts: Parts, state: dict[str, Any], info: dist_util.DistInfo, cfg: TrainConfig) -> Progress:
-    """Load a checkpoint's weights, optimiser, loader, augmentation and random states into ``parts``."""
-    parts.G.load_state_dict(state["G"])
-    parts.D.load_state_dict(state["D"])
-    if parts.G_ema is not None:
-        parts.G_ema.load_state_dict(state["G_ema"])
-    parts.opt_g.load_state_dict(state["opt_g"])
-    parts.opt_d.load_state_dict(state["opt_d"])
-    parts.loader.load_state_dict(state["loader"])
-    if parts.augment is not None and state.get("augment") is not None:
-        parts.augment.load_state_dict(state["augment"])
-    progress = Progress(int(state["nimg"]), int(state["step"]), float(state["elapsed"]),
-                        state.get("best_fid"), state.get("best_kimg"))
-    parts.step.d_steps = progress.step * cfg.n_dis
-    parts.step.load_amp_state(state.get("amp"))  # fp16's loss scales (absent before, and unless fp16)
-    rngs = state["rng"]
-    if len(rngs) == info.world_size:
-        ckpt_io.set_rng_state(rngs[info.rank], parts.noise)
-    else:  # a different number of processes: same weights, freshly seeded noise
-        torch.manual_seed(cfg.seed + 1 + progress.step)
-    return progress
-
-
-class SamplingModel:
-    """The generator used for grids, FID and sampling: the EMA (its BatchNorm statistics
-    re-estimated once per step it is asked at) or G itself.
-
-    ``say``: where a re-estimation that will take a while is announced (with its expected time).
-    """
-
-    #: Announce a re-estimation expected to take longer than this (seconds): the first time ...
-    SAY_FIRST_S = 3.0
-    #: ... and, once the user knows it happens, only the long ones.
-    SAY_LATER_S = 20.0
-
-    def __init__(self, parts: Parts, cfg: TrainConfig, device: torch.device,
-                 say: Callable[[str], None] | None = None):
-        self.parts, self.cfg, self.device, self.say = parts, cfg, device, say
-        self._ready_step = -1
-        self._said = False
-
-    def _after_batch(self, k: int, seconds: float) -> None:
-        if k != 0 or self.say is None:
-            return
-        total = seconds * self.cfg.bn_batches
-        if total > (self.SAY_LATER_S if self._said else self.SAY_FIRST_S):
-            self._said = True
-            self.say(f"re-estimating the EMA generator's BatchNorm statistics ({self.cfg.bn_batches} batches of "
-                     f"128 noise vectors, about {total:.0f} s; --bn-batches sets how many) ...")
-
-    def __call__(self, step: int) -> nn.Module:
-        G_ema = self.parts.G_ema
-        if G_ema is None:
-            return self.parts.G
-        if self.cfg.ema_bn == "recalibrate" and has_batchnorm(G_ema) and self._ready_step != step:
-            self._ready_step = -1  # an abandoned re-estimation leaves statistics to redo
-            recalibrate_batchnorm(G_ema, batches=self.cfg.bn_batches, batch_size=128, device=self.device,
-                                  after_batch=self._after_batch)
-            self._ready_step = step
-        return G_ema
-
-
 def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None,
                   destroy_process_group: bool = True, tuned: TuneResult | None = None,
-                  on_tick: Callable[[Progress, Callable[[], nn.Module]], None] | None = None) -> TrainResult:
-    """Train ``cfg.arch`` on ``cfg.data`` into ``cfg.out`` until ``cfg.kimg``/``cfg.minutes``.
+                  on_tick: Callable[[Progress, Callable[[], Sampler]], None] | None = None) -> TrainResult:
+    """Train ``cfg.method`` on ``cfg.data`` into ``cfg.out`` until ``cfg.kimg``/``cfg.minutes``.
 
     Args:
-        cfg: the run's config (for a resumed run, see :func:`config_for_resume`).
-        resume: continue from ``cfg.out/last.pt`` instead of starting fresh.
-        scorer: stand-in for ``facegan.fid.FIDScorer`` (used only with ``cfg.ref``).
-        destroy_process_group: under torchrun, destroy the process group at the end; the CLI
+        cfg: the run's config (for a resumed run, see :func:`facegan.train.entry.config_for_resume`).
+        resume: continue from ``cfg.out/last.pt`` (its frozen options must match ``cfg``'s).
+        scorer: a stand-in for the Inception scorer (tests); FID needs ``cfg.ref``.
+        destroy_process_group: tear gloo/NCCL down at the end; ``facegan train`` under torchrun
             passes False and leaves with ``os._exit`` (see :func:`distributed.teardown`).
         tuned: the measured speed settings (:func:`facegan.train.autotune.tune_run`) used in
             place of ``cfg``'s ``auto`` ones; the thread count is then re-checked when the speed
             falls far below the measured one. ``cfg`` itself (and config.json) keeps ``auto``.
         on_tick: called on rank 0 after each tick with the counters and a function that returns
-            the sampling generator (the EMA, BatchNorm re-estimated) — for a benchmark's curve
-            snapshots; it must not touch the training's random state (use seeded sampling).
+            the method's :class:`~facegan.models.sampling.Sampler` as of now — for a benchmark's
+            curve snapshots; it must not touch the training's random state (sample by seeds).
 
     Process-wide settings (threads, flushing denormals, TF32) are the caller's:
     :func:`facegan.runtime.configure_torch`. Raises :class:`FaceganError` for unusable input and
@@ -316,13 +139,14 @@ def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None,
 
 
 class _Run:
-    """One call of :func:`training_loop`: its parts, counters and outputs."""
+    """One call of :func:`training_loop`: its method, loader, counters and outputs."""
 
     def __init__(self, cfg: TrainConfig, info: dist_util.DistInfo, resume: bool, scorer: Any,
                  tuned: TuneResult | None = None, on_tick: Callable[..., None] | None = None):
         self.cfg, self.info, self.resume, self.tuned, self.on_tick = cfg, info, resume, tuned, on_tick
         self.watch = None
         self.lr_scale = 1.0
+        self.say: Callable[[str], None] | None = None
         if tuned is not None:
             torch.set_num_threads(tuned.best.threads)
             self.watch = ThreadWatch(tuned.best.img_per_s, tuned.best.threads)
@@ -335,26 +159,21 @@ class _Run:
             for stale in clean_stale_temps(self.out):  # left by a process killed mid-write
                 print(f"facegan train: removed {stale.name}, a temporary file of a write that was killed", flush=True)
             atomic_write_text(self.out / "config.json", json.dumps(config_to_dict(cfg), indent=2) + "\n")
-        check_data_path(cfg.data)
+        check_train_data(cfg.data)
         images = load_uint8_array(cfg.data)
         _check_data(images, cfg, info.world_size)
-        self.parts = build_parts(cfg if tuned is None else apply_tuning(cfg, tuned), images, info)
+        self.method, self.loader = build_training(cfg if tuned is None else apply_tuning(cfg, tuned), images, info)
         del images
-        self.progress = Progress() if state is None else restore(self.parts, state, info, cfg)
+        self.progress = Progress() if state is None else self._restore(state)
         del state
-        self.sampling = SamplingModel(self.parts, cfg, info.device)
-        self.fid_hook = None
-        self.fid_spent, self.fid_wait_said = 0.0, False
-        if cfg.ref is not None and info.is_main:
-            from facegan.train.scoring import FidHook
-
-            self.fid_hook = FidHook(cfg.ref, info.device, cfg.fid_n, scorer)
+        hook = FidHook(cfg.ref, info.device, cfg.fid_n, scorer) if cfg.ref is not None and info.is_main else None
         self.total_img = None if cfg.kimg is None else int(round(cfg.kimg * 1000))
         self.total_s = None if cfg.minutes is None else cfg.minutes * 60.0
         self.mon = Monitor(self.out, total_img=self.total_img, total_seconds=self.total_s,
                            start_img=self.progress.nimg, start_seconds=self.progress.elapsed,
                            enabled=info.is_main, bar=cfg.progress)
-        self.sampling.say = self.mon.message
+        self.fid = FidSchedule(hook, cfg, info, self.mon, self.total_s)
+        self.say = self.mon.message
         if saved_data is not None and not _same_file(saved_data, cfg.data):
             # Allowed (a moved cache, a bigger set), but never silently: said now and kept in stats.jsonl.
             self.mon.message(f"warning: resuming on other data: the run trained on {saved_data}, "
@@ -371,22 +190,37 @@ class _Run:
                                    "or choose another --out")
             return None
         state = ckpt_io.load(self.last_path)
-        changed = _frozen_changes(state["config"], config_to_dict(self.cfg))
+        changed = frozen_changes(state["config"], config_to_dict(self.cfg))
         if changed:
             raise FaceganError(f"{self.last_path}: the config differs from the run's in {', '.join(changed)}")
         return state
 
+    def _restore(self, state: dict[str, Any]) -> Progress:
+        """Load a checkpoint's method state, loader position and random states."""
+        self.method.load_state_dict(state)
+        self.loader.load_state_dict(state["loader"])
+        progress = Progress(int(state["nimg"]), int(state["step"]), float(state["elapsed"]),
+                            state.get("best_fid"), state.get("best_kimg"))
+        rngs = state["rng"]
+        if len(rngs) == self.info.world_size:
+            ckpt_io.set_rng_state(rngs[self.info.rank], self.method.noise)
+        else:  # a different number of processes: same weights, freshly seeded noise
+            torch.manual_seed(self.cfg.seed + 1 + progress.step)
+        return progress
+
+    def sampler(self) -> Sampler:
+        """The method's sampler as of now (its re-estimations announced in the log)."""
+        return self.method.sampler(self.say)
+
     # --- outputs -------------------------------------------------------------------------------
     def announce(self) -> None:
-        p, cfg, info = self.parts, self.cfg, self.info
+        cfg, info = self.cfg, self.info
         if not info.is_main:
             return
         self.mon.message(
-            f"facegan train: {cfg.arch} G {_count(p.G) / 1e6:.2f}M / D {_count(p.D) / 1e6:.2f}M params, "
-            f"{len(p.loader.data)} images {cfg.resolution}x{cfg.resolution}, batch {cfg.batch}"
-            f"{f' over {info.world_size} processes' if info.distributed else ''}, on {info.device}, "
-            f"{describe_precision(p.precision, info.device)}{', channels_last' if p.channels_last else ''}"
-            f"{', 4x4-map convs as matmuls' if p.matmul else ''}{', torch.compile' if cfg.compile else ''}"
+            f"facegan train: {self.method.describe()}; {len(self.loader.data)} images "
+            f"{cfg.resolution}x{cfg.resolution}, batch {cfg.batch}"
+            f"{f' over {info.world_size} processes' if info.distributed else ''}, on {info.device}"
             f"{f', resuming at kimg {self.progress.nimg / 1000:.1f}' if self.resume else ''}"
         )
         problem = precision_problem(cfg.precision, accelerator(info.device))
@@ -399,97 +233,30 @@ class _Run:
                           "chosen": b.describe(), "img_per_s": round(b.img_per_s, 1),
                           "tried": {c.describe(): round(c.img_per_s, 1) for c in self.tuned.tried}})
         if not (self.out / "grid-real.png").exists():
-            save_grid(np.asarray(p.loader.data[:GRID_SIZE].cpu()), self.out / "grid-real.png")
+            save_grid(np.asarray(self.loader.data[:GRID_SIZE].cpu()), self.out / "grid-real.png")
 
     def grid(self) -> None:
         nimg = self.progress.nimg
-        label = "EMA" if self.parts.G_ema is not None else "G"
-        epoch = nimg / max(len(self.parts.loader.data), 1)
-        images = generate(self.sampling(self.progress.step), list(range(GRID_SIZE)))
-        self.mon.grid(images, self.out / f"grid-{nimg:09d}.png", f"kimg {nimg / 1000:.1f}  epoch {epoch:.1f}  {label}",
-                      nimg)
+        epoch = nimg / max(len(self.loader.data), 1)
+        sampler = self.sampler()
+        images = sampler(list(range(GRID_SIZE)))
+        label = getattr(sampler, "label", "")
+        self.mon.grid(images, self.out / f"grid-{nimg:09d}.png",
+                      f"kimg {nimg / 1000:.1f}  epoch {epoch:.1f}{f'  {label}' if label else ''}", nimg)
 
     def save(self, path: Path) -> None:
-        p, pr, info = self.parts, self.progress, self.info
-        rngs = dist_util.gather_objects(ckpt_io.rng_state(p.noise), info)  # every rank takes part
-        checksums = dist_util.check_in_sync(p.G, info)
+        pr, info = self.progress, self.info
+        rngs = dist_util.gather_objects(ckpt_io.rng_state(self.method.noise), info)  # every rank takes part
+        checksums = dist_util.check_in_sync(self.method.sync_module, info)
         if not info.is_main:
             return
         with interrupts.writing(path, f"{path} (kimg {pr.nimg / 1000:.1f})"):
-            self.sampling(pr.step)  # the EMA's statistics must match the weights saved with them
-            self._write(path, rngs, checksums)
-
-    def _write(self, path: Path, rngs: list, checksums: Any) -> None:
-        p, pr, info = self.parts, self.progress, self.info
-        ckpt_io.save_atomic({
-            "format": ckpt_io.FORMAT, "config": config_to_dict(self.cfg), "G": p.G.state_dict(),
-            "D": p.D.state_dict(), "G_ema": None if p.G_ema is None else p.G_ema.state_dict(),
-            "opt_g": p.opt_g.state_dict(), "opt_d": p.opt_d.state_dict(), "nimg": pr.nimg, "step": pr.step,
-            "elapsed": pr.elapsed, "loader": p.loader.state_dict(),
-            "augment": None if p.augment is None else p.augment.state_dict(), "rng": rngs,
-            "amp": p.step.amp_state(), "best_fid": pr.best_fid, "best_kimg": pr.best_kimg, "world_size": info.world_size,
-            "rank_checksums": checksums, "torch": str(torch.__version__),
-        }, path)
-
-    def score(self) -> bool:
-        """FID on rank 0 (the hook is None elsewhere); every rank learns whether it improved."""
-        pr, cfg, hook = self.progress, self.cfg, self.fid_hook
-        better = False
-        if hook is not None:
-            t = time.perf_counter()
-            G = self.sampling(pr.step)
-            est = hook.last_s
-            self.mon.message(f"FID@{cfg.fid_n} at kimg {pr.nimg / 1000:.1f}: sampling {cfg.fid_n} images and scoring "
-                             "them with Inception" + (f" (about {est:.0f} s, like the last one)" if est else "") + " ...")
-            fid = hook(G)
-            self.fid_spent += time.perf_counter() - t
-            better = pr.best_fid is None or fid < pr.best_fid
-            if better:
-                pr.best_fid, pr.best_kimg = fid, pr.nimg / 1000
-            self.mon.log({"kimg": pr.nimg / 1000, "fid": fid, "fid_n": cfg.fid_n, "fid_floor": hook.floor,
-                          "fid_s": round(time.perf_counter() - t, 1)})
-            self.mon.message(
-                f"FID@{cfg.fid_n} = {fid:.2f} at kimg {pr.nimg / 1000:.1f} ({cfg.fid_n} samples, seeds "
-                f"{hook.seeds[0]}+, vs {hook.describe_ref()}"
-                + (f"; real-data floor {hook.floor:.1f}" if hook.floor is not None else "")
-                + f"; target {TARGET_FID:g}; took {time.perf_counter() - t:.0f} s)"
-                + f"{'  new best -> best.pt' if better else f'  (best {pr.best_fid:.2f})'}"
-            )
-        better = dist_util.any_rank(better, self.info)
-        if better and hook is None:
-            pr.best_kimg = pr.nimg / 1000
-        return better
-
-    def fid_due(self, final: bool) -> bool:
-        """Whether to score now (every rank gets the same answer).
-
-        A score is worth its time only when it can choose: the one at the end runs only when an
-        earlier score exists (else best.pt would just be last.pt). Scores along the way keep to
-        ``--fid-share`` of the time, counting the one at the end: a score is estimated (timed
-        on a few images the first time) and runs only when the time spent on FID so far plus
-        this one and the final one fits in that share. Under torchrun (every rank must agree)
-        or with ``--fid-share 0`` they come every ``--fid-kimg``.
-        """
-        cfg, pr, hook = self.cfg, self.progress, self.fid_hook
-        if final:
-            return dist_util.any_rank(pr.best_fid is not None, self.info)
-        if cfg.fid_share <= 0 or self.info.distributed or hook is None:
-            return True
-        if hook.last_s is None and not self.fid_wait_said:
-            self.mon.message(f"FID@{cfg.fid_n}: loading the Inception network and timing it on a few images, to "
-                             f"keep scoring within --fid-share {cfg.fid_share:g} of the time ...")
-        t = time.perf_counter()
-        est = hook.estimate_s(self.sampling(pr.step))
-        self.fid_spent += time.perf_counter() - t  # timing it (once) is time spent on FID too
-        ok = self.fid_spent + 2 * est <= cfg.fid_share * pr.elapsed
-        if not ok and not self.fid_wait_said:
-            self.fid_wait_said = True
-            need = (self.fid_spent + 2 * est) / cfg.fid_share
-            when = (f"after about {need / 60:.0f} min of training" if self.total_s is None or need < self.total_s
-                    else "not in this run's time")
-            self.mon.message(f"FID@{cfg.fid_n} takes about {est:.0f} s here; --fid-share {cfg.fid_share:g} keeps "
-                             f"scoring to {cfg.fid_share:.0%} of the time, so the first score comes {when}")
-        return ok
+            ckpt_io.save_atomic({
+                "format": ckpt_io.FORMAT, "config": config_to_dict(self.cfg), **self.method.state_dict(),
+                "nimg": pr.nimg, "step": pr.step, "elapsed": pr.elapsed, "loader": self.loader.state_dict(),
+                "rng": rngs, "best_fid": pr.best_fid, "best_kimg": pr.best_kimg, "world_size": info.world_size,
+                "rank_checksums": checksums, "torch": str(torch.__version__),
+            }, path)
 
     def _optional(self, work: Callable[[], Any]) -> bool:
         """Run a grid / FID score / callback that a Ctrl-C abandons; False when it did."""
@@ -502,12 +269,11 @@ class _Run:
 
     # --- the loop ------------------------------------------------------------------------------
     def train(self) -> TrainResult:
-        cfg, info, p, pr, mon = self.cfg, self.info, self.parts, self.progress, self.mon
-        device = info.device
+        cfg, info, method, pr, mon = self.cfg, self.info, self.method, self.progress, self.mon
         next_tick = _next_multiple(pr.nimg, cfg.tick_kimg)
         next_grid = _next_multiple(pr.nimg, cfg.grid_kimg)
         next_fid = _next_multiple(pr.nimg, cfg.fid_kimg)
-        sums = _Scalars()
+        sums = Scalars()
         t_run = time.perf_counter()
         elapsed0, start_nimg = pr.elapsed, pr.nimg
         tick_start_img, tick_train_s, t_tick = pr.nimg, 0.0, t_run
@@ -517,15 +283,12 @@ class _Run:
         status: Literal["done", "interrupted"] = "done"
 
         def next_real() -> torch.Tensor:
-            return next(p.loader)
-
-        def next_noise() -> torch.Tensor:
-            return torch.randn(p.loader.batch_size, cfg.z_dim, device=device, generator=p.noise)
+            return next(self.loader)
 
         def fid_now(final: bool) -> None:
             nonlocal last_fid_nimg
-            if self.fid_due(final):
-                improved = self.score()
+            if self.fid.due(final, pr, self.sampler):
+                improved = self.fid.score(pr, self.sampler)
                 last_fid_nimg = pr.nimg
                 if improved:
                     self.save(self.best_path)
@@ -549,11 +312,9 @@ class _Run:
                     if cfg.lr_decay_start is not None:
                         self._decay_lr()
                     t_step = time.perf_counter()
-                    sums.add(p.step(next_real, next_noise))  # --- one GAN step ---
-                    pr.nimg += cfg.batch * cfg.n_dis
+                    sums.add(method.step(next_real))  # --- one step of the method ---
+                    pr.nimg += method.images_per_step
                     pr.step += 1
-                    if p.G_ema is not None:
-                        update_ema(p.G_ema, p.G, ema_beta(cfg.batch, pr.nimg, cfg.ema_kimg, cfg.ema_rampup))
                     tick_train_s += time.perf_counter() - t_step
                     mon.step(pr.nimg, elapsed0 + time.perf_counter() - t_run)
                     # --- ticks: logs, grids, FID, checkpoints -------------------------------
@@ -564,7 +325,7 @@ class _Run:
                     self._tick(sums, tick_start_img, tick_train_s)
                     # the optional work below is abandoned at a Ctrl-C: the loop then saves and stops
                     if self.on_tick is not None and info.is_main:
-                        self._optional(lambda: self.on_tick(pr, lambda: self.sampling(pr.step)))
+                        self._optional(lambda: self.on_tick(pr, self.sampler))
                     next_tick = _next_multiple(pr.nimg, cfg.tick_kimg)
                     if info.is_main and (pr.nimg >= next_grid or last_step):
                         if self._optional(self.grid):
@@ -603,22 +364,20 @@ class _Run:
                            pr.nimg - start_nimg, pr.elapsed)
 
     def _decay_lr(self) -> None:
-        """Both learning rates fall linearly to 0 from ``lr_decay_start`` of the run to its end,
+        """The learning rates fall linearly to 0 from ``lr_decay_start`` of the run to its end,
         measured in images (``--kimg``) or wall time (``--minutes``), whichever ends first."""
         pr, cfg = self.progress, self.cfg
         done = max(pr.nimg / self.total_img if self.total_img else 0.0,
                    pr.elapsed / self.total_s if self.total_s else 0.0)
         start = cfg.lr_decay_start
         scale = 1.0 if done <= start else max(0.0, (1.0 - done) / (1.0 - start))
-        for opt, base in ((self.parts.opt_g, cfg.lr_g), (self.parts.opt_d, cfg.lr_d)):
-            for group in opt.param_groups:
-                group["lr"] = base * scale
+        self.method.set_lr_scale(scale)
         self.lr_scale = scale
 
-    def _tick(self, sums: "_Scalars", tick_start_img: int, tick_train_s: float) -> None:
+    def _tick(self, sums: Scalars, tick_start_img: int, tick_train_s: float) -> None:
         pr = self.progress
         means = sums.means()
-        _guard_finite(means, sums.n, pr, self.last_path, self.info, self.mon)
+        guard_finite(means, sums.n, pr, self.last_path, self.info, self.mon)
         rate = (pr.nimg - tick_start_img) / max(tick_train_s, 1e-9)
         pr.elapsed = max(pr.elapsed, 0.0)
         if self.cfg.lr_decay_start is not None:
@@ -649,50 +408,6 @@ class _Run:
               flush=True)
 
 
-class _Scalars:
-    """Sums of a step's named scalars over a tick, kept on the device (no sync per step)."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
-        self.latest: dict[str, float] = {}
-        self.n = 0
-
-    def add(self, values: dict[str, torch.Tensor | float]) -> None:
-        self.n += 1
-        for k, v in values.items():
-            if isinstance(v, torch.Tensor):
-                v = v.detach().float()
-                self.sums[k] = self.sums[k] + v if k in self.sums else v
-                self.counts[k] = self.counts.get(k, 0) + 1
-            else:  # plain numbers (the augmentation's p): the latest value is what matters
-                self.latest[k] = float(v)
-
-    def means(self) -> dict[str, float]:
-        keys = list(self.sums)
-        vals = torch.stack([self.sums[k] for k in keys]).tolist() if keys else []  # one sync per tick
-        return {**{k: v / self.counts[k] for k, v in zip(keys, vals)}, **self.latest}
-
-    def reset(self) -> None:
-        self.sums, self.counts, self.latest, self.n = {}, {}, {}, 0
-
-
-def _count(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
-
-
 def _next_multiple(nimg: int, kimg: float) -> int:
     every = max(1, int(kimg * 1000))
     return (nimg // every + 1) * every
-
-
-def _guard_finite(means: dict[str, float], n: int, pr: Progress, last: Path, info, mon: Monitor) -> None:
-    """Stop every rank with a clear message if a loss went NaN/inf since the last tick."""
-    bad = not all(math.isfinite(v) for v in means.values())
-    if dist_util.any_rank(bad, info):
-        mon.log({"event": "nan", "kimg": pr.nimg / 1000, "step": pr.step})
-        kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint had been written yet"
-        raise FaceganError(
-            f"a loss became NaN/inf within the {n} steps before step {pr.step} (kimg {pr.nimg / 1000:.1f}); "
-            f"training stopped and {kept}. Try lower --lr-d/--lr-g, --precision fp32, or resume from it."
-        )

@@ -1,4 +1,5 @@
-"""Seeing a run: stats.jsonl, a progress bar or tick lines, sample grids, curves, TensorBoard.
+"""Seeing a run: stats.jsonl, a progress bar or tick lines, sample grids, curves, TensorBoard,
+the tick's sums of a step's named scalars and the NaN/inf guard on them.
 
 Named ``monitor`` rather than ``logging`` so it never shadows the standard library module.
 Everything here runs on rank 0 only and never touches a random generator, so watching a run
@@ -8,6 +9,7 @@ cannot change it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from facegan.grids import grid_image, save_grid
 
@@ -258,3 +261,46 @@ class Monitor:
         if self.tb is not None:
             self.tb.close()
             self.tb = None
+
+
+class Scalars:
+    """Sums of a step's named scalars over a tick, kept on the device (no sync per step)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+        self.latest: dict[str, float] = {}
+        self.n = 0
+
+    def add(self, values: dict[str, torch.Tensor | float]) -> None:
+        self.n += 1
+        for k, v in values.items():
+            if isinstance(v, torch.Tensor):
+                v = v.detach().float()
+                self.sums[k] = self.sums[k] + v if k in self.sums else v
+                self.counts[k] = self.counts.get(k, 0) + 1
+            else:  # plain numbers (a probability that adapts): the latest value is what matters
+                self.latest[k] = float(v)
+
+    def means(self) -> dict[str, float]:
+        keys = list(self.sums)
+        vals = torch.stack([self.sums[k] for k in keys]).tolist() if keys else []  # one sync per tick
+        return {**{k: v / self.counts[k] for k, v in zip(keys, vals)}, **self.latest}
+
+    def reset(self) -> None:
+        self.sums, self.counts, self.latest, self.n = {}, {}, {}, 0
+
+
+def guard_finite(means: dict[str, float], n: int, pr: Any, last: Path, info: Any, mon: Monitor) -> None:
+    """Stop every rank with a clear message if a loss went NaN/inf since the last tick."""
+    from facegan.errors import FaceganError
+    import facegan.train.distributed as dist_util
+
+    bad = not all(math.isfinite(v) for v in means.values())
+    if dist_util.any_rank(bad, info):
+        mon.log({"event": "nan", "kimg": pr.nimg / 1000, "step": pr.step})
+        kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint had been written yet"
+        raise FaceganError(
+            f"a loss became NaN/inf within the {n} steps before step {pr.step} (kimg {pr.nimg / 1000:.1f}); "
+            f"training stopped and {kept}. Try lower learning rates, --precision fp32, or resume from it."
+        )

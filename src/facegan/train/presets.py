@@ -2,8 +2,9 @@
 defaults, resolved before validation (so a preset is checked like any other config) and saved
 in ``config.json`` and every checkpoint as the resolved values, with the preset's name.
 
-Options given on the command line win over the preset's; the networks' options (``g``/``d``)
-are merged field by field.
+Options given on the command line win over the preset's; the nested configs (the networks'
+``g``/``d``, the method's ``method_options``) are merged field by field
+(:func:`facegan.train.config.merge_given`, the same merge a resume uses).
 
 What each measured, and where, is in ``bench/RESULTS.md`` ("quality"); the README's table
 "hardware x time -> FID@1k" summarises it.
@@ -73,11 +74,9 @@ def resolve(name: str | None, given: dict[str, Any]) -> dict[str, Any]:
         return dict(given)
     if name not in PRESETS:
         raise FaceganError(f"--preset {name!r}: unknown; choose one of {', '.join(PRESETS)}")
-    out = {**PRESETS[name].overrides, **given, "preset": name}
-    for net in ("g", "d"):
-        if isinstance(PRESETS[name].overrides.get(net), dict) or isinstance(given.get(net), dict):
-            out[net] = {**PRESETS[name].overrides.get(net, {}), **(given.get(net) or {})}
-    return out
+    from facegan.train.config import merge_given
+
+    return {**merge_given(PRESETS[name].overrides, given), "preset": name}
 
 
 def describe(width: int | None = None) -> str:

@@ -1,8 +1,9 @@
 """One training step of a GAN: ``n_dis`` discriminator updates, then one generator update.
 
 The objective lives here and only here (as ``Loss.accumulate_gradients`` does in StyleGAN2-ADA):
-the loop hands over where real batches and noise come from and gets back a dict of named
-scalars, which the monitor, ``stats.jsonl``, the curves and TensorBoard log by name.
+the GAN method (:mod:`facegan.train.methods.gan`) hands over where real batches and noise come
+from and gets back a dict of named scalars, which the monitor, ``stats.jsonl``, the curves and
+TensorBoard log by name.
 
 Seams, each off by default (the brief's DCGAN step is then exactly the PyTorch tutorial's):
 
@@ -15,7 +16,7 @@ Seams, each off by default (the brief's DCGAN step is then exactly the PyTorch t
   last D step (one G forward fewer — the same fakes, as the tutorial does for ``n_dis = 1``).
 - ``joint_d``: real and fake in one D forward (one kernel launch per layer instead of two);
   only for a D without BatchNorm, whose statistics would mix the two batches.
-- separate Adam betas per network come from the optimisers the loop builds.
+- separate Adam betas per network come from the optimisers the GAN method builds.
 - ``precision``: fp32, bf16 autocast, or fp16 autocast with dynamic loss scaling (one
   ``GradScaler`` per network: fp16's 5 exponent bits flush small gradients to zero unless the loss
   is scaled up first; bf16 has fp32's range and needs none).
