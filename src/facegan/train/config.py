@@ -42,7 +42,7 @@ class TrainConfig:
     """length of training in minutes of wall-clock time (counted across resumes)"""
 
     preset: str | None = None
-    """a named recipe: dcgan (the brief's), cpu or gpu (listed below); options given beside it win"""
+    """a named recipe, one of {facegan.train.presets.PRESETS} (dcgan: the brief's; each listed below); options given beside it win"""
     method: str = "gan"
     """registered name of the training method (facegan.train.methods): gan (a generator against a discriminator, every option below) or another registered one; its own options are --m.NAME"""
     method_options: Any = None
