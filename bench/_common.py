@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared/data"
 PHOTOS = SHARED / "celeba-10k"
+#: Where the scripts keep the 64x64 cache of PHOTOS between runs.
+CACHE = Path(tempfile.gettempdir()) / "facegan-bench" / "celeba10k-64.npy"
+
+
+def add_data_arguments(ap: argparse.ArgumentParser, photos: bool = True) -> None:
+    """``--photos`` (the shared photos) and ``--cache`` (their 64x64 cache), as every script takes them."""
+    if photos:
+        ap.add_argument("--photos", type=Path, default=PHOTOS, help=f"the photos (default {PHOTOS})")
+    ap.add_argument("--cache", type=Path, default=CACHE, help=f"their 64x64 cache, made once (default {CACHE})")
 
 
 def build_cache(photos: Path, cache: Path) -> Path:

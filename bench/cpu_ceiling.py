@@ -12,7 +12,6 @@ oneDNN's kernels here), whose arithmetic is fixed by the recipe. So images/s can
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode

@@ -33,7 +33,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from _common import PHOTOS, ROOT, build_cache, machine_report  # bench/ is on sys.path as a script
+from _common import ROOT, add_data_arguments, build_cache, machine_report  # bench/ is on sys.path as a script
 
 #: A process that runs the FID Inception on ``threads`` threads until killed, writing its img/s.
 INCEPTION_LOOP = textwrap.dedent("""
@@ -99,8 +99,7 @@ class Inception:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--photos", type=Path, default=PHOTOS)
-    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "facegan-bench" / "celeba10k-64.npy")
+    add_data_arguments(ap)
     ap.add_argument("--seconds", type=float, default=60.0, help="training seconds per window (default 60)")
     ap.add_argument("--rounds", type=int, default=2, help="alternating windows per side (default 2)")
     ap.add_argument("--fid-share", type=float, default=0.1, help="share of a run's time today's inline FID takes")

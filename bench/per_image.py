@@ -38,7 +38,7 @@ from types import SimpleNamespace
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # runnable without installing
-from _common import PHOTOS, build_cache  # bench/ is on sys.path when run as a script
+from _common import add_data_arguments, build_cache  # bench/ is on sys.path when run as a script
 
 #: StyleGAN2 at its narrow CPU width (the models' defaults) with the stylegan2 preset's recipe.
 NARROW = "stylegan2+g.channel_base=2048+g.channel_max=256+d.channel_base=2048+d.channel_max=256"
@@ -120,8 +120,7 @@ def main() -> None:
     ap.add_argument("--kimg", default="50,100,200", help="marks in thousands of real images (default 50,100,200)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the main runs (default 0; the spread uses seed + 1)")
     ap.add_argument("--no-spread", action="store_true", help="skip the second seed up to the middle mark")
-    ap.add_argument("--photos", type=Path, default=PHOTOS)
-    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "facegan-bench" / "celeba10k-64.npy")
+    add_data_arguments(ap)
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per core)")
     ap.add_argument("--tiny", action="store_true", help="a few channels per network: a dry run of the plumbing")
     ap.add_argument("--no-score", action="store_true", help="skip FID and the copy check (dry run without the Inception weights' time)")

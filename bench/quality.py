@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import PHOTOS, build_cache  # bench/ is on sys.path when run as a script
+from _common import add_data_arguments, build_cache  # bench/ is on sys.path when run as a script
 from _scoring import FLOOR_1K, REF, Scorer, copy_check
 
 
@@ -155,9 +155,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1,
                     help="runs at once, each pinned to its own core with --threads 1 (default 1: one after another); "
                          "the winner's --repeat runs need --jobs 1 (name them as PRESET@SEED instead)")
-    ap.add_argument("--photos", type=Path, default=PHOTOS)
     ap.add_argument("--ref", type=Path, default=REF)
-    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "facegan-bench" / "celeba10k-64.npy")
+    add_data_arguments(ap)
     ap.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: measured at the start)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")

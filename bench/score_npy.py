@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from _common import PHOTOS, build_cache
+from _common import PHOTOS, add_data_arguments, build_cache
 from _scoring import FLOOR_1K, REF, Scorer, copy_check
 
 
@@ -23,7 +22,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path, help="the folder gpu_quality.py wrote")
     ap.add_argument("--ref", type=Path, default=REF)
-    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "facegan-bench" / "celeba10k-64.npy")
+    add_data_arguments(ap, photos=False)
     args = ap.parse_args()
     from facegan.images import load_uint8_array
 

@@ -44,8 +44,7 @@ from typing import Callable
 
 import torch
 
-from _common import PHOTOS as DEFAULT_PHOTOS  # bench/ is on sys.path when run as a script
-from _common import build_cache, machine_report, matmul_peak
+from _common import add_data_arguments, build_cache, machine_report, matmul_peak  # bench/ is on sys.path
 from cpu_ceiling import flop_per_image
 
 BATCH = 128
@@ -250,8 +249,7 @@ def against(rev: str, cache: Path, seconds: float, rounds: int, over: dict) -> d
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
-    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "facegan-bench" / "celeba10k-64.npy")
+    add_data_arguments(ap)
     ap.add_argument("--seconds", type=float, default=45.0, help="steady-state seconds per side (default 45)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating timing windows per side (default 3)")
     ap.add_argument("--ablate", action="store_true", help="also time facegan in fp32 NCHW (where the speed comes from)")

@@ -237,7 +237,6 @@ def _aligned_ncc(query: "torch.Tensor", cand: "torch.Tensor", m: int) -> tuple[n
     """Best normalised cross-correlation of each query's central window (side S - 2m) with the
     candidate's windows shifted by -m..m each way: float32 (P, S, S) grey images in, ``(scores
     (P,), shifts (P, 2))`` out."""
-    import torch
     import torch.nn.functional as F
 
     p, s, _ = query.shape

@@ -28,7 +28,6 @@ import errno
 import io
 import os
 import stat
-import tarfile
 import warnings
 import zipfile
 from dataclasses import dataclass, field

@@ -167,8 +167,6 @@ class FIDScorer:
         progress: bool = False,
         download: bool = True,
     ):
-        import torch
-
         from facegan.fid.inception import Weights, build_inception, resolve_weights
 
         from facegan.devices import pick_device
