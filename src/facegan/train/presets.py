@@ -32,10 +32,11 @@ PRESETS: dict[str, Preset] = {
     "dcgan": Preset("the brief's recipe exactly: DCGAN, BCE, batch 128, Adam 2e-4 / (0.5, 0.999)"),
     "cpu": Preset(
         "for 20-60 CPU minutes: a narrower DCGAN (32/32: ~2.7x the images per second) with batch 16 (8x the "
-        "steps per image), the learning rate decayed to 0 over the second half, DiffAugment that switches itself "
-        "on once D starts to memorise the photos (adaptive, target r_t 0.9: from ~200 kimg in the measured runs)",
+        "steps per image), the learning rate decayed to 0 over the second half, an EMA whose half-life is a fifth "
+        "of the images seen (up to 100 kimg), DiffAugment that switches itself on once D starts to memorise the "
+        "photos (adaptive, target r_t 0.9: from ~200 kimg in the measured runs)",
         {"arch": "dcgan", "g": {"ngf": 32}, "d": {"ndf": 32}, "batch": 16, "lr_decay_start": 0.5,
-         "augment": "translation,color,cutout", "ada_target": 0.9},
+         "ema_kimg": 100.0, "ema_rampup": 0.2, "augment": "translation,color,cutout", "ada_target": 0.9},
     ),
     "gpu": Preset(
         "for one GPU: ResNet SN-GAN (width 32), hinge loss, TTUR 1e-4/4e-4 with Adam betas (0, 0.999), batch 256, "
