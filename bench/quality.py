@@ -24,6 +24,12 @@ in the same run (``g.``/``d.`` name a network's option)::
 to its own core with one thread (a 60-minute run beside the 20-minute table)::
 
     python bench/quality.py --presets cpu:60,cpu,dcgan,cpu@1,gpu --minutes 20 --jobs 2 --repeat 0
+
+Each run's folder (under the "runs in" folder printed first) keeps what scoring needs — ``last.pt``,
+the curve's snapshots as ``curve-*.npy``, ``run.json`` — and gets its row as ``row.json``; if the
+scoring of an hour's run is cut short, score the folders again without training::
+
+    python bench/quality.py --rescore /tmp/facegan-quality-XXXX [--json results.json]
 """
 
 from __future__ import annotations
@@ -61,10 +67,11 @@ def parse_variant(entry: str) -> tuple[str, dict]:
     return preset, given
 
 
-def train_and_score(preset: str, seed: int, minutes: float, cache: Path, out: Path, scorer: Scorer,
-                    train: np.ndarray, curve_points: int, device: str, threads: int | None) -> dict:
+def train_run(preset: str, seed: int, minutes: float, cache: Path, out: Path, curve_points: int, device: str,
+              threads: int | None) -> dict:
+    """Train one entry into ``out``; keep the curve's EMA snapshots there as uint8 ``curve-*.npy``
+    and the run's facts as ``run.json``, so that scoring can be redone (``--rescore``) if it is cut."""
     from facegan.models.sampling import selection_seeds
-    from facegan.sample import load_sampler
     from facegan.train.autotune import tune_run
     from facegan.train.entry import resolve_config, run_training
 
@@ -72,26 +79,58 @@ def train_and_score(preset: str, seed: int, minutes: float, cache: Path, out: Pa
     cfg = resolve_config(dict(given, preset=name, data=str(cache), out=str(out), minutes=minutes, seed=seed,
                               device=device, threads=threads, progress=False))
     marks = [minutes * 60 * (k + 1) / curve_points for k in range(curve_points - 1)]  # the last point: the end
-    snaps: list[tuple[float, np.ndarray]] = []
 
     def on_tick(progress, sampler) -> None:
         if marks and progress.elapsed >= marks[0]:
             marks.pop(0)
-            snaps.append((progress.nimg / 1000, sampler()(selection_seeds(1000))))
+            np.save(out / f"curve-{progress.nimg:09d}.npy", sampler()(selection_seeds(1000)))
 
     t = time.perf_counter()
     tuned = tune_run(cfg)  # timed here (not inside run_training) to report what it chose
     res = run_training(cfg, tuned=tuned, tune=False, on_tick=on_tick)
-    S = load_sampler(res.last, "ema")
-    final = S(list(range(1000)))
-    snaps.append((res.nimg / 1000, S(selection_seeds(1000))))
-    print(f"  {preset} seed {seed}: trained {res.nimg / 1000:.1f} kimg in {res.elapsed / 60:.1f} min; scoring ...",
-          flush=True)
     row = {"preset": preset, "seed": seed, "kimg": res.nimg / 1000, "minutes": res.elapsed / 60,
            "img_per_s": res.nimg / max(res.elapsed, 1e-9), "speed": tuned.best.describe() if tuned else "as given",
-           "fid": scorer.fid(final), "curve": [(k, scorer.fid(x)) for k, x in snaps],
-           "copy": copy_check(final, train), "wall_min": (time.perf_counter() - t) / 60}
-    print(f"  {preset} seed {seed}: FID@1k {row['fid']:.1f} (floor {FLOOR_1K}); curve "
+           "train_wall_min": (time.perf_counter() - t) / 60}
+    (out / "run.json").write_text(json.dumps(row, indent=1))
+    print(f"  {preset} seed {seed}: trained {row['kimg']:.1f} kimg in {row['minutes']:.1f} min; scoring ...",
+          flush=True)
+    return row
+
+
+def run_facts(out: Path) -> dict:
+    """A trained run's facts: its ``run.json``, or for a folder trained before ``run.json`` existed,
+    rebuilt from ``config.json`` and the ``done`` line of ``stats.jsonl`` (the entry's name from the
+    folder's, ``+`` shown as ``_``)."""
+    if (out / "run.json").is_file():
+        return json.loads((out / "run.json").read_text())
+    cfg = json.loads((out / "config.json").read_text())
+    lines = [json.loads(x) for x in (out / "stats.jsonl").read_text().splitlines() if x.strip()]
+    done = next((x for x in reversed(lines) if x.get("event") == "done"), None)
+    if done is None:
+        raise SystemExit(f"{out}: training did not finish (no 'done' line in stats.jsonl); resume it with "
+                         f"facegan train --resume {out}")
+    speed = next((x["chosen"] for x in lines if x.get("event") == "speed"), "as given")
+    return {"preset": out.name.rsplit("-s", 1)[0], "seed": cfg["seed"], "kimg": done["kimg"],
+            "minutes": done["elapsed_s"] / 60, "img_per_s": done["kimg"] * 1000 / max(done["elapsed_s"], 1e-9),
+            "speed": speed}
+
+
+def score_run(out: Path, scorer: Scorer, train: np.ndarray) -> dict:
+    """Score a trained run folder: FID@1k of seeds 0…999 from ``last.pt`` (EMA), the curve from the
+    kept snapshots plus the end on the selection seeds, the copy check; written to ``row.json``."""
+    from facegan.models.sampling import selection_seeds
+    from facegan.sample import load_sampler
+
+    row = run_facts(out)
+    t = time.perf_counter()
+    S = load_sampler(out / "last.pt", "ema")
+    final = S(list(range(1000)))
+    snaps = [(int(p.stem.split("-")[1]) / 1000, np.load(p)) for p in sorted(out.glob("curve-*.npy"))]
+    snaps.append((row["kimg"], S(selection_seeds(1000))))
+    row.update(fid=scorer.fid(final), curve=[(k, scorer.fid(x)) for k, x in snaps], copy=copy_check(final, train),
+               score_wall_min=(time.perf_counter() - t) / 60)
+    (out / "row.json").write_text(json.dumps(row, indent=1))
+    print(f"  {row['preset']} seed {row['seed']}: FID@1k {row['fid']:.1f} (floor {FLOOR_1K}); curve "
           + ", ".join(f"{k:.0f} kimg {f:.1f}" for k, f in row["curve"]), flush=True)
     return row
 
@@ -139,8 +178,13 @@ def _start_worker(args: argparse.Namespace, cores) -> None:
 def _run(job: tuple[str, int, float, Path]) -> dict:
     preset, seed, minutes, out = job
     w = _WORKER
-    return train_and_score(preset, seed, minutes, w["cache"], out, w["scorer"], w["train"],
-                           w["args"].curve_points, w["args"].device, w["args"].threads)
+    out.mkdir(parents=True, exist_ok=True)
+    train_run(preset, seed, minutes, w["cache"], out, w["args"].curve_points, w["args"].device, w["args"].threads)
+    return score_run(out, w["scorer"], w["train"])
+
+
+def _rescore(job: Path) -> dict:
+    return score_run(job, _WORKER["scorer"], _WORKER["train"])
 
 
 def main() -> None:
@@ -160,10 +204,22 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: measured at the start)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--rescore", type=Path, nargs="+", default=None, metavar="RUN",
+                    help="score finished runs again, from their folders (or the folder that holds them: the "
+                         "'runs in' line), instead of training: when scoring was cut short, or the rows are lost")
     args = ap.parse_args()
 
     from facegan.devices import cpu_name
 
+    if args.rescore:
+        runs = [d for r in args.rescore for d in ([r] if (r / "last.pt").is_file() else sorted(r.iterdir()))
+                if (d / "last.pt").is_file()]
+        if not runs:
+            raise SystemExit(f"no run folder (one with last.pt) in {', '.join(map(str, args.rescore))}")
+        print(f"{cpu_name()}; scoring {len(runs)} finished run(s) again: {', '.join(d.name for d in runs)}", flush=True)
+        _start_worker(args, None)
+        report([_rescore(d) for d in runs], args)
+        return
     root = Path(tempfile.mkdtemp(prefix="facegan-quality-"))
     jobs = [parse_entry(e, args.seed, args.minutes) for e in split_entries(args.presets)]
     jobs = [(p, sd, m, root / f"{p.replace('+', '_')}-s{sd}-{m:g}min") for p, sd, m in jobs]
@@ -191,6 +247,12 @@ def main() -> None:
         best = min(rows, key=lambda r: r["fid"])["preset"]
         for seed in range(args.seed + 1, args.seed + 1 + args.repeat):
             rows.append(_run((best, seed, args.minutes, root / f"{best.replace('+', '_')}-s{seed}")))
+    report(rows, args)
+
+
+def report(rows: list[dict], args: argparse.Namespace) -> None:
+    """The rows as one markdown table (FID beside the first ``dcgan`` run's), and the spread of
+    presets run with several seeds; also to ``--json``."""
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     base = next((r["fid"] for r in rows if r["preset"] == "dcgan" and r["seed"] == args.seed), None)
