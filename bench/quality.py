@@ -101,10 +101,12 @@ def run_facts(out: Path) -> dict:
     """A trained run's facts: its ``run.json``, or for a folder trained before ``run.json`` existed,
     rebuilt from ``config.json`` and the ``done`` line of ``stats.jsonl`` (the entry's name from the
     folder's, ``+`` shown as ``_``)."""
+    from facegan.train.monitor import read_stats
+
     if (out / "run.json").is_file():
         return json.loads((out / "run.json").read_text())
     cfg = json.loads((out / "config.json").read_text())
-    lines = [json.loads(x) for x in (out / "stats.jsonl").read_text().splitlines() if x.strip()]
+    lines = read_stats(out / "stats.jsonl")
     done = next((x for x in reversed(lines) if x.get("event") == "done"), None)
     if done is None:
         raise SystemExit(f"{out}: training did not finish (no 'done' line in stats.jsonl); resume it with "
@@ -115,13 +117,14 @@ def run_facts(out: Path) -> dict:
             "speed": speed}
 
 
-def score_run(out: Path, scorer: Scorer, train: np.ndarray) -> dict:
-    """Score a trained run folder: FID@1k of seeds 0…999 from ``last.pt`` (EMA), the curve from the
-    kept snapshots plus the end on the selection seeds, the copy check; written to ``row.json``."""
+def score_run(out: Path, facts: dict, scorer: Scorer, train: np.ndarray) -> dict:
+    """Score a trained run folder (``facts``: :func:`train_run`'s or :func:`run_facts`' row): FID@1k of
+    seeds 0…999 from ``last.pt`` (EMA), the curve from the kept snapshots plus the end on the
+    selection seeds, the copy check; written to ``row.json``."""
     from facegan.models.sampling import selection_seeds
     from facegan.sample import load_sampler
 
-    row = run_facts(out)
+    row = dict(facts)
     t = time.perf_counter()
     S = load_sampler(out / "last.pt", "ema")
     final = S(list(range(1000)))
@@ -178,13 +181,9 @@ def _start_worker(args: argparse.Namespace, cores) -> None:
 def _run(job: tuple[str, int, float, Path]) -> dict:
     preset, seed, minutes, out = job
     w = _WORKER
-    out.mkdir(parents=True, exist_ok=True)
-    train_run(preset, seed, minutes, w["cache"], out, w["args"].curve_points, w["args"].device, w["args"].threads)
-    return score_run(out, w["scorer"], w["train"])
-
-
-def _rescore(job: Path) -> dict:
-    return score_run(job, _WORKER["scorer"], _WORKER["train"])
+    facts = train_run(preset, seed, minutes, w["cache"], out, w["args"].curve_points, w["args"].device,
+                      w["args"].threads)
+    return score_run(out, facts, w["scorer"], w["train"])
 
 
 def main() -> None:
@@ -218,7 +217,7 @@ def main() -> None:
             raise SystemExit(f"no run folder (one with last.pt) in {', '.join(map(str, args.rescore))}")
         print(f"{cpu_name()}; scoring {len(runs)} finished run(s) again: {', '.join(d.name for d in runs)}", flush=True)
         _start_worker(args, None)
-        report([_rescore(d) for d in runs], args)
+        report([score_run(d, run_facts(d), _WORKER["scorer"], _WORKER["train"]) for d in runs], args)
         return
     root = Path(tempfile.mkdtemp(prefix="facegan-quality-"))
     jobs = [parse_entry(e, args.seed, args.minutes) for e in split_entries(args.presets)]
