@@ -16,6 +16,11 @@ Each run's length is its largest mark in kimg, so the presets' learning-rate dec
 of the run's length) act over the second half of the largest mark; the curve's earlier points
 come from the same run, which is what "equal images seen" means for a recipe trained once.
 
+Long curves outlast a session: every run lives in a folder under ``--root`` (printed at the
+start) and keeps its snapshots there; rerunning the same command with ``--root`` resumes an
+interrupted run from its ``last.pt`` and reads finished ones back. The img/s of a run trained on
+more than one machine is an average over them (each run's ``segments.json`` has the parts).
+
     python bench/per_image.py --kimg 50,100,200                      # the default three recipes
     python bench/per_image.py --kimg 0.064 --tiny --no-score --photos DIR   # dry run: plumbing only
     python bench/per_image.py --flops                                # GFLOP per image-step only
@@ -79,38 +84,94 @@ def gflop_per_image(cfg) -> float:
     return flop_per_image(cfg, nets) / 1e9
 
 
-def train_curve(entry: str, seed: int, marks: list[float], cache: Path, out: Path, tiny: bool, threads: int | None
-                ) -> dict:
-    """Train ``entry`` to ``max(marks)`` kimg; EMA samples (selection seeds) at each mark, the
-    handed-in seeds at the end."""
+def without_noise(sampler):
+    """The same samples with StyleGAN2's noise strengths at 0 (a copy), or None for a generator
+    without noise inputs: the no-noise column (``bench/sg2_noise.py``, RESULTS.md)."""
+    import copy
+
+    from facegan.models.sampling import GeneratorSampler
+    from facegan.models.stylegan2 import NoiseInput
+
+    g = copy.deepcopy(getattr(sampler, "generator", None))  # a GAN's sampler holds its generator
+    noises = [m for m in g.modules() if isinstance(m, NoiseInput)]
+    for m in noises:
+        m.strength.data.zero_()
+    return GeneratorSampler(g, batch_size=sampler.batch_size) if noises else None
+
+
+def save_snapshot(out: Path, nimg: int, sampler) -> None:
+    """The EMA samples of the selection seeds at ``nimg`` (and, for StyleGAN2, without noise)."""
     from facegan.models.sampling import selection_seeds
+
+    np.save(out / f"curve-{nimg:09d}.npy", sampler(selection_seeds(1000)))
+    quiet = without_noise(sampler)
+    if quiet is not None:
+        np.save(out / f"nonoise-{nimg:09d}.npy", quiet(selection_seeds(1000)))
+
+
+def _segments(out: Path) -> list[dict]:
+    """The training sessions of a run folder so far: CPU, kimg from/to, seconds (``segments.json``)."""
+    f = out / "segments.json"
+    return json.loads(f.read_text()) if f.is_file() else []
+
+
+def train_curve(entry: str, seed: int, marks: list[float], cache: Path, out: Path, tiny: bool, threads: int | None
+                ) -> dict | None:
+    """Train ``entry`` to ``max(marks)`` kimg in ``out``, or go on with the run already there;
+    EMA samples (selection seeds) at each mark kept as ``curve-NIMG.npy``, the handed-in seeds at
+    the end as ``final.npy``, the facts as ``run.json``. A finished folder is read back, not
+    retrained. Returns None when training was interrupted (SIGINT/SIGTERM: ``last.pt`` is written,
+    and a rerun with ``--root`` goes on from it)."""
+    from facegan.devices import cpu_name
     from facegan.sample import load_sampler
     from facegan.train import training_loop
+    from facegan.train.checkpoint import load
+    from facegan.train.entry import config_for_resume
 
+    if (out / "run.json").is_file():
+        print(f"  {entry} seed {seed}: finished earlier in {out}", flush=True)
+        return json.loads((out / "run.json").read_text())
     over: dict = dict(data=str(cache), out=str(out), kimg=max(marks), seed=seed, device="cpu", threads=threads,
                       progress=False, tick_kimg=max(min(marks) / 50, 0.008), grid_kimg=max(marks), ref=None)
     if tiny:
         arch = entry_config(entry, data="x", out="x", kimg=1).arch
         over.update(TINY.get(arch, {}), batch=16, precision="fp32")
-    cfg = entry_config(entry, **over)
-    todo = sorted(marks)[:-1]
-    snaps: list[tuple[float, np.ndarray]] = []
+    resume = (out / "last.pt").is_file()
+    cfg = config_for_resume(out, {"data": str(cache), "threads": threads}) if resume else entry_config(entry, **over)
+    start = load(out / "last.pt")["nimg"] if resume else 0
+    kept = {int(f.stem.split("-")[1]) for f in out.glob("curve-*.npy")}
+    todo = [m for m in sorted(marks)[:-1] if not any(n >= m * 1000 for n in kept)]
 
     def on_tick(progress, sampler) -> None:
         while todo and progress.nimg >= todo[0] * 1000:  # a tick may pass several marks at once
             todo.pop(0)
-            snaps.append((progress.nimg / 1000, sampler()(selection_seeds(1000))))
+            save_snapshot(out, progress.nimg, sampler())
 
     t = time.perf_counter()
-    res = training_loop(cfg, on_tick=on_tick)
+    res = training_loop(cfg, resume=resume, on_tick=on_tick)
+    segments = _segments(out) + [{"cpu": cpu_name(), "threads": threads, "from_kimg": start / 1000,
+                                  "to_kimg": res.nimg / 1000, "seconds": time.perf_counter() - t}]
+    (out / "segments.json").write_text(json.dumps(segments, indent=1))
+    if res.status != "done":
+        print(f"  {entry} seed {seed}: stopped at {res.nimg / 1000:.1f} kimg; go on with --root {out.parent}",
+              flush=True)
+        return None
     S = load_sampler(res.last, "ema")
-    snaps.append((res.nimg / 1000, S(selection_seeds(1000))))
-    final = S(list(range(1000)))
-    print(f"  {entry} seed {seed}: {res.nimg / 1000:.1f} kimg in {res.elapsed / 60:.1f} min "
-          f"({res.nimg / max(res.elapsed, 1e-9):.1f} img/s)", flush=True)
-    return {"entry": entry, "seed": seed, "kimg": res.nimg / 1000, "minutes": res.elapsed / 60,
-            "img_per_s": res.nimg / max(res.elapsed, 1e-9), "gflop_per_img": gflop_per_image(cfg),
-            "snaps": snaps, "final": final, "wall_min": (time.perf_counter() - t) / 60}
+    save_snapshot(out, res.nimg, S)
+    np.save(out / "final.npy", S(list(range(1000))))
+    cpus = sorted({g["cpu"] for g in segments})
+    facts = {"entry": entry, "seed": seed, "kimg": res.nimg / 1000, "minutes": res.elapsed / 60,
+             "img_per_s": res.nimg / max(res.elapsed, 1e-9), "gflop_per_img": gflop_per_image(cfg), "cpus": cpus}
+    (out / "run.json").write_text(json.dumps(facts, indent=1))
+    print(f"  {entry} seed {seed}: {facts['kimg']:.1f} kimg in {facts['minutes']:.1f} min "
+          f"({facts['img_per_s']:.1f} img/s on {' + '.join(cpus)})", flush=True)
+    return facts
+
+
+def snapshots(out: Path, kind: str = "curve") -> list[tuple[float, np.ndarray]]:
+    """A finished run folder's snapshots (kimg, uint8 images): ``curve`` as sampled, ``nonoise``
+    with StyleGAN2's noise strengths at 0 (none for other families)."""
+    return [(int(f.stem.split("-")[1]) / 1000, np.load(f)) for f in sorted(out.glob(f"{kind}-*.npy"))]
 
 
 def main() -> None:
@@ -127,6 +188,9 @@ def main() -> None:
     ap.add_argument("--flops", action="store_true", help="only print GFLOP per image-step of each entry and exit")
     ap.add_argument("--print-narrow", action="store_true", help="print the StyleGAN2-narrow entry and exit")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--root", type=Path, default=None,
+                    help="the runs' folder: go on with the runs there (interrupted ones resume from last.pt, "
+                         "finished ones are read back); default: a new temporary folder")
     args = ap.parse_args()
     if args.print_narrow:
         print(NARROW)
@@ -149,13 +213,21 @@ def main() -> None:
     configure_torch("cpu", args.threads)
     cache = build_cache(args.photos, args.cache)
     train = np.asarray(load_uint8_array(cache))
-    root = Path(tempfile.mkdtemp(prefix="facegan-per-image-"))
-    print(f"{cpu_name()}; marks {', '.join(f'{m:g}' for m in marks)} kimg; runs in {root}", flush=True)
+    root = args.root or Path(tempfile.mkdtemp(prefix="facegan-per-image-"))
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"{cpu_name()}; marks {', '.join(f'{m:g}' for m in marks)} kimg; runs in {root} "
+          f"(interrupted? rerun with --root {root})", flush=True)
     jobs = [(e, args.seed, marks) for e in entries]
     if not args.no_spread:
         middle = marks[len(marks) // 2]
         jobs += [(e, args.seed + 1, [middle]) for e in entries]
-    runs = [train_curve(e, sd, m, cache, root / f"{i}-s{sd}", args.tiny, args.threads) for i, (e, sd, m) in enumerate(jobs)]
+    folders = [root / f"{i}-s{sd}" for i, (e, sd, m) in enumerate(jobs)]
+    runs = []
+    for (e, sd, m), out in zip(jobs, folders):
+        facts = train_curve(e, sd, m, cache, out, args.tiny, args.threads)
+        if facts is None:
+            raise SystemExit(f"stopped; rerun the same command with --root {root} to go on")
+        runs.append(facts)
 
     scorer = None
     if not args.no_score:
@@ -165,19 +237,25 @@ def main() -> None:
     from _scoring import FLOOR_1K, copy_check
 
     rows = []
-    for r in runs:
+    for r, out in zip(runs, folders):
         fid = (lambda x: scorer.fid(x)) if scorer else (lambda x: float("nan"))
-        rows.append({k: v for k, v in r.items() if k not in ("snaps", "final")} | {
-            "curve": [(k, fid(x)) for k, x in r["snaps"]], "fid_final": fid(r["final"]),
-            "copy": copy_check(r["final"], train) if scorer else None})
+        final = np.load(out / "final.npy")
+        rows.append(r | {"curve": [(k, fid(x)) for k, x in snapshots(out)], "fid_final": fid(final),
+                         "nonoise": [(k, fid(x)) for k, x in snapshots(out, "nonoise")],
+                         "copy": copy_check(final, train) if scorer else None})
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
-    print(f"\n| entry | seed | GFLOP/img-step | img/s | minutes | curve (kimg: FID@1k, seeds 1M+; floor {FLOOR_1K}) "
-          "| FID@1k seeds 0-999 at the end |\n|---|---:|---:|---:|---:|---|---:|")
+    print(f"\n| entry | seed | GFLOP/img-step | img/s | minutes | trained on | curve (kimg: FID@1k, seeds 1M+; "
+          f"floor {FLOOR_1K}) | FID@1k seeds 0-999 at the end |\n|---|---:|---:|---:|---:|---|---|---:|")
     for r in rows:
         curve = "; ".join(f"{k:g}: {f:.1f}" for k, f in r["curve"])
         print(f"| {r['entry']} | {r['seed']} | {r['gflop_per_img']:.2f} | {r['img_per_s']:.1f} | {r['minutes']:.1f} | "
-              f"{curve} | {r['fid_final']:.1f} |")
+              f"{' + '.join(r.get('cpus', ['?']))} | {curve} | {r['fid_final']:.1f} |")
+    for r in rows:
+        if r["nonoise"]:
+            print(f"{r['entry']} seed {r['seed']}, the same EMA snapshots with the noise strengths at 0 (a sampling "
+                  "choice, measured on the selection seeds only): "
+                  + "; ".join(f"{k:g}: {f:.1f}" for k, f in r["nonoise"]))
 
 
 if __name__ == "__main__":

@@ -154,6 +154,21 @@ def test_noise_strengths_start_at_zero_and_noise_is_fixed_in_eval():
         assert torch.allclose(G(z[:1]), G(z)[:1], atol=1e-5)
 
 
+def test_noise_off_builds_no_noise_inputs_and_training_output_is_a_function_of_z():
+    torch.manual_seed(0)
+    G = tiny_g(noise=False)
+    assert not any(isinstance(m, NoiseInput) for m in G.modules())
+    assert not any("strength" in name for name, _ in G.named_parameters())
+    G.train()
+    G.mixing = 0.0
+    z = torch.randn(2, 8)
+    with torch.no_grad():
+        trained = G(z)
+        assert torch.equal(trained, G(z))  # nothing random left in training but style mixing (off here)
+        G.eval()
+        assert torch.equal(G(z), trained.clamp(-1, 1))  # eval differs from training by the clamp alone
+
+
 def test_minibatch_stddev_adds_the_groups_std_as_one_channel():
     x = torch.randn(6, 2, 3, 3, dtype=torch.float64)
     y = minibatch_stddev(x, group_size=4)  # 6 images: groups of 3 (the largest divisor <= 4)

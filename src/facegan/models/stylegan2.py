@@ -196,12 +196,13 @@ class NoiseInput(nn.Module):
 
 
 class StyleLayer(nn.Module):
-    """Modulated conv → noise → bias → lrelu × √2 (→ clamp under autocast)."""
+    """Modulated conv → noise (unless ``noise`` is off) → bias → lrelu × √2 (→ clamp under autocast)."""
 
-    def __init__(self, c_in: int, c_out: int, w_dim: int, size: int, *, up: bool, clamp: float | None):
+    def __init__(self, c_in: int, c_out: int, w_dim: int, size: int, *, up: bool, clamp: float | None,
+                 noise: bool = True):
         super().__init__()
         self.conv = ModulatedConv2d(c_in, c_out, 3, w_dim, up=up)
-        self.noise = NoiseInput(size)
+        self.noise = NoiseInput(size) if noise else nn.Identity()
         self.bias = nn.Parameter(torch.zeros(c_out))
         self.clamp = clamp
 
@@ -256,6 +257,8 @@ class StyleGAN2GeneratorConfig:
     """width: a level of size r has min(channel_base / r, channel_max) channels (16384 with channel_max 512: the paper's 64-px GPU network)"""
     channel_max: int = 256
     """cap on a level's channels"""
+    noise: bool = True
+    """per-pixel noise inputs with learned strengths (false: none; see bench/RESULTS.md, "StyleGAN2's noise inputs")"""
     mixing: float = 0.9
     """style mixing: probability that a training image takes a second z's w from a random layer on (0: off)"""
     conv_clamp: float | None = 256.0
@@ -287,11 +290,12 @@ class StyleGAN2Generator(nn.Module):
         self.const = nn.Parameter(torch.randn(1, ch[4], 4, 4))
         # Layers in order of the w they read: 4x4 conv (w0), then per level up-conv, conv; each
         # toRGB shares its w with the next level's first conv (so 2·log2(res) − 2 w's in all).
-        self.convs = nn.ModuleList([StyleLayer(ch[4], ch[4], cfg.w_dim, 4, up=False, clamp=cfg.conv_clamp)])
+        layer = dict(w_dim=cfg.w_dim, clamp=cfg.conv_clamp, noise=cfg.noise)
+        self.convs = nn.ModuleList([StyleLayer(ch[4], ch[4], size=4, up=False, **layer)])
         self.to_rgbs = nn.ModuleList([ToRGB(ch[4], cfg.w_dim, cfg.conv_clamp)])
         for size in list(ch)[1:]:
-            self.convs.append(StyleLayer(ch[size // 2], ch[size], cfg.w_dim, size, up=True, clamp=cfg.conv_clamp))
-            self.convs.append(StyleLayer(ch[size], ch[size], cfg.w_dim, size, up=False, clamp=cfg.conv_clamp))
+            self.convs.append(StyleLayer(ch[size // 2], ch[size], size=size, up=True, **layer))
+            self.convs.append(StyleLayer(ch[size], ch[size], size=size, up=False, **layer))
             self.to_rgbs.append(ToRGB(ch[size], cfg.w_dim, cfg.conv_clamp))
         self.num_ws = len(self.convs) + 1
 
