@@ -61,7 +61,7 @@ def test_sample_command_writes_pngs(run, tmp_path, capsys):
     # given the run folder, it names the checkpoint it read (best.pt when there is one, else last.pt)
     said = capsys.readouterr().out
     picked = run / "best.pt" if (run / "best.pt").is_file() else run / "last.pt"
-    assert f"12 images from the raw generator of {picked} -> {out}" in said and f"from {picked} in" in said
+    assert f"12 images from the raw weights of {picked} -> {out}" in said and f"from {picked} in" in said
 
 
 def test_ema_and_raw_generator_differ_and_missing_ema_is_explained(run, tmp_path):
