@@ -109,6 +109,14 @@ def save_snapshot(out: Path, nimg: int, sampler) -> None:
         np.save(out / f"nonoise-{nimg:09d}.npy", quiet(selection_seeds(1000)))
 
 
+def cpu_class() -> str:
+    """This CPU and the instruction sets that decide its kernels (the model name alone does not
+    tell an AVX2-only Zen 3 from an AVX-512 Zen 4)."""
+    from _common import machine_report
+
+    return ", ".join(machine_report().split("; ")[:2])
+
+
 def _segments(out: Path) -> list[dict]:
     """The training sessions of a run folder so far: CPU, kimg from/to, seconds (``segments.json``)."""
     f = out / "segments.json"
@@ -122,7 +130,6 @@ def train_curve(entry: str, seed: int, marks: list[float], cache: Path, out: Pat
     the end as ``final.npy``, the facts as ``run.json``. A finished folder is read back, not
     retrained. Returns None when training was interrupted (SIGINT/SIGTERM: ``last.pt`` is written,
     and a rerun with ``--root`` goes on from it)."""
-    from facegan.devices import cpu_name
     from facegan.sample import load_sampler
     from facegan.train import training_loop
     from facegan.train.checkpoint import load
@@ -149,7 +156,7 @@ def train_curve(entry: str, seed: int, marks: list[float], cache: Path, out: Pat
 
     t = time.perf_counter()
     res = training_loop(cfg, resume=resume, on_tick=on_tick)
-    segments = _segments(out) + [{"cpu": cpu_name(), "threads": threads, "from_kimg": start / 1000,
+    segments = _segments(out) + [{"cpu": cpu_class(), "threads": threads, "from_kimg": start / 1000,
                                   "to_kimg": res.nimg / 1000, "seconds": time.perf_counter() - t}]
     (out / "segments.json").write_text(json.dumps(segments, indent=1))
     if res.status != "done":
@@ -208,14 +215,14 @@ def main() -> None:
         raise SystemExit(f"--kimg {args.kimg!r}: give positive marks, e.g. 50,100,200")
     from facegan.images import load_uint8_array
     from facegan.runtime import configure_torch
-    from facegan.devices import cpu_name
+    from _common import machine_report
 
     configure_torch("cpu", args.threads)
     cache = build_cache(args.photos, args.cache)
     train = np.asarray(load_uint8_array(cache))
     root = args.root or Path(tempfile.mkdtemp(prefix="facegan-per-image-"))
     root.mkdir(parents=True, exist_ok=True)
-    print(f"{cpu_name()}; marks {', '.join(f'{m:g}' for m in marks)} kimg; runs in {root} "
+    print(f"{machine_report()}; marks {', '.join(f'{m:g}' for m in marks)} kimg; runs in {root} "
           f"(interrupted? rerun with --root {root})", flush=True)
     jobs = [(e, args.seed, marks) for e in entries]
     if not args.no_spread:
