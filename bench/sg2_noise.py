@@ -53,9 +53,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per core)")
     args = ap.parse_args()
 
+    from _common import machine_report
     from _scoring import FLOOR_1K, Scorer
 
-    from facegan.devices import cpu_name
     from facegan.models.registry import build
     from facegan.models.sampling import noise_for_seeds, selection_seeds, to_uint8
     from facegan.models.stylegan2 import NoiseInput
@@ -64,7 +64,7 @@ def main() -> None:
     from facegan.train.checkpoint import load
 
     configure_torch("cpu", args.threads)
-    print(cpu_name(), flush=True)
+    print(machine_report(), flush=True)
     scorer = Scorer()
     rows = []
     for ckpt in args.checkpoints:
