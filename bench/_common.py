@@ -31,6 +31,11 @@ def build_cache(photos: Path, cache: Path) -> Path:
     return cache
 
 
+def snapshot_files(out: Path, kind: str = "curve") -> list[tuple[float, Path]]:
+    """A run folder's kept sample snapshots ``KIND-NIMG.npy`` as (kimg, path), in order."""
+    return [(int(f.stem.split("-")[1]) / 1000, f) for f in sorted(out.glob(f"{kind}-*.npy"))]
+
+
 #: Instruction sets that decide which kernels PyTorch, oneDNN and OpenBLAS run (x86 /proc/cpuinfo names).
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 

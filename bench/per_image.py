@@ -43,7 +43,7 @@ from types import SimpleNamespace
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # runnable without installing
-from _common import add_data_arguments, build_cache  # bench/ is on sys.path when run as a script
+from _common import add_data_arguments, build_cache, snapshot_files  # bench/ is on sys.path when run as a script
 
 #: StyleGAN2 at its narrow CPU width (the models' defaults) with the stylegan2 preset's recipe.
 NARROW = "stylegan2+g.channel_base=2048+g.channel_max=256+d.channel_base=2048+d.channel_max=256"
@@ -85,18 +85,19 @@ def gflop_per_image(cfg) -> float:
 
 
 def without_noise(sampler):
-    """The same samples with StyleGAN2's noise strengths at 0 (a copy), or None for a generator
-    without noise inputs: the no-noise column (``bench/sg2_noise.py``, RESULTS.md)."""
+    """A copy of a GAN sampler with StyleGAN2's noise strengths at 0, or None where there is no
+    generator with noise inputs: the no-noise column (``bench/sg2_noise.py``, RESULTS.md)."""
     import copy
 
-    from facegan.models.sampling import GeneratorSampler
-    from facegan.models.stylegan2 import NoiseInput
+    from sg2_noise import silence_noise
 
-    g = copy.deepcopy(getattr(sampler, "generator", None))  # a GAN's sampler holds its generator
-    noises = [m for m in g.modules() if isinstance(m, NoiseInput)]
-    for m in noises:
-        m.strength.data.zero_()
-    return GeneratorSampler(g, batch_size=sampler.batch_size) if noises else None
+    from facegan.models.sampling import GeneratorSampler
+
+    g = getattr(sampler, "generator", None)  # a GAN's sampler holds its generator
+    if g is None:
+        return None
+    g = copy.deepcopy(g)
+    return GeneratorSampler(g, batch_size=sampler.batch_size) if silence_noise(g) else None
 
 
 def save_snapshot(out: Path, nimg: int, sampler) -> None:
@@ -132,7 +133,6 @@ def train_curve(entry: str, seed: int, marks: list[float], cache: Path, out: Pat
     and a rerun with ``--root`` goes on from it)."""
     from facegan.sample import load_sampler
     from facegan.train import training_loop
-    from facegan.train.checkpoint import load
     from facegan.train.entry import config_for_resume
 
     if (out / "run.json").is_file():
@@ -145,9 +145,8 @@ def train_curve(entry: str, seed: int, marks: list[float], cache: Path, out: Pat
         over.update(TINY.get(arch, {}), batch=16, precision="fp32")
     resume = (out / "last.pt").is_file()
     cfg = config_for_resume(out, {"data": str(cache), "threads": threads}) if resume else entry_config(entry, **over)
-    start = load(out / "last.pt")["nimg"] if resume else 0
-    kept = {int(f.stem.split("-")[1]) for f in out.glob("curve-*.npy")}
-    todo = [m for m in sorted(marks)[:-1] if not any(n >= m * 1000 for n in kept)]
+    kept = [kimg for kimg, _ in snapshot_files(out)]
+    todo = [m for m in sorted(marks)[:-1] if not any(k >= m for k in kept)]
 
     def on_tick(progress, sampler) -> None:
         while todo and progress.nimg >= todo[0] * 1000:  # a tick may pass several marks at once
@@ -156,7 +155,7 @@ def train_curve(entry: str, seed: int, marks: list[float], cache: Path, out: Pat
 
     t = time.perf_counter()
     res = training_loop(cfg, resume=resume, on_tick=on_tick)
-    segments = _segments(out) + [{"cpu": cpu_class(), "threads": threads, "from_kimg": start / 1000,
+    segments = _segments(out) + [{"cpu": cpu_class(), "threads": threads, "from_kimg": (res.nimg - res.trained_img) / 1000,
                                   "to_kimg": res.nimg / 1000, "seconds": time.perf_counter() - t}]
     (out / "segments.json").write_text(json.dumps(segments, indent=1))
     if res.status != "done":
@@ -173,12 +172,6 @@ def train_curve(entry: str, seed: int, marks: list[float], cache: Path, out: Pat
     print(f"  {entry} seed {seed}: {facts['kimg']:.1f} kimg in {facts['minutes']:.1f} min "
           f"({facts['img_per_s']:.1f} img/s on {' + '.join(cpus)})", flush=True)
     return facts
-
-
-def snapshots(out: Path, kind: str = "curve") -> list[tuple[float, np.ndarray]]:
-    """A finished run folder's snapshots (kimg, uint8 images): ``curve`` as sampled, ``nonoise``
-    with StyleGAN2's noise strengths at 0 (none for other families)."""
-    return [(int(f.stem.split("-")[1]) / 1000, np.load(f)) for f in sorted(out.glob(f"{kind}-*.npy"))]
 
 
 def main() -> None:
@@ -247,8 +240,8 @@ def main() -> None:
     for r, out in zip(runs, folders):
         fid = (lambda x: scorer.fid(x)) if scorer else (lambda x: float("nan"))
         final = np.load(out / "final.npy")
-        rows.append(r | {"curve": [(k, fid(x)) for k, x in snapshots(out)], "fid_final": fid(final),
-                         "nonoise": [(k, fid(x)) for k, x in snapshots(out, "nonoise")],
+        rows.append(r | {"curve": [(k, fid(np.load(f))) for k, f in snapshot_files(out)], "fid_final": fid(final),
+                         "nonoise": [(k, fid(np.load(f))) for k, f in snapshot_files(out, "nonoise")],
                          "copy": copy_check(final, train) if scorer else None})
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

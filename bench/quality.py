@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import add_data_arguments, build_cache  # bench/ is on sys.path when run as a script
+from _common import add_data_arguments, build_cache, snapshot_files  # bench/ is on sys.path when run as a script
 from _scoring import FLOOR_1K, REF, Scorer, copy_check
 
 
@@ -128,7 +128,7 @@ def score_run(out: Path, facts: dict, scorer: Scorer, train: np.ndarray) -> dict
     t = time.perf_counter()
     S = load_sampler(out / "last.pt", "ema")
     final = S(list(range(1000)))
-    snaps = [(int(p.stem.split("-")[1]) / 1000, np.load(p)) for p in sorted(out.glob("curve-*.npy"))]
+    snaps = [(kimg, np.load(f)) for kimg, f in snapshot_files(out)]
     snaps.append((row["kimg"], S(selection_seeds(1000))))
     row.update(fid=scorer.fid(final), curve=[(k, scorer.fid(x)) for k, x in snaps], copy=copy_check(final, train),
                score_wall_min=(time.perf_counter() - t) / 60)

@@ -25,6 +25,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # runnable without installing
 
 
+def silence_noise(G: torch.nn.Module) -> int:
+    """Set every noise strength of a StyleGAN2 generator to 0 in place; how many there were."""
+    from facegan.models.stylegan2 import NoiseInput
+
+    noises = [m for m in G.modules() if isinstance(m, NoiseInput)]
+    for m in noises:
+        m.strength.data.zero_()
+    return len(noises)
+
+
 def layer_rms(G: torch.nn.Module, z: torch.Tensor) -> list[float]:
     """RMS of each synthesis layer's output (eval mode) for the latents ``z``."""
     out: list[float] = []
@@ -60,8 +70,8 @@ def main() -> None:
     from facegan.models.sampling import noise_for_seeds, selection_seeds, to_uint8
     from facegan.models.stylegan2 import NoiseInput
     from facegan.runtime import configure_torch
-    from facegan.sample import load_generator
     from facegan.train.checkpoint import load
+    from facegan.train.methods.gan import load_generator as generator_of
 
     configure_torch("cpu", args.threads)
     print(machine_report(), flush=True)
@@ -69,19 +79,17 @@ def main() -> None:
     rows = []
     for ckpt in args.checkpoints:
         state = load(ckpt)
-        G = load_generator(ckpt, "ema")
-        noises = [m for m in G.modules() if isinstance(m, NoiseInput)]
-        if not noises:
+        G = generator_of(state, "ema")
+        strengths = [m.strength.item() for m in G.modules() if isinstance(m, NoiseInput)]
+        if not strengths:
             raise SystemExit(f"{ckpt}: a generator without noise inputs (StyleGAN2 with g.noise=false, or not StyleGAN2)")
         z = noise_for_seeds(selection_seeds(1000), G.z_dim)
         torch.manual_seed(0)
         fresh_g = build("generator", state["config"]["arch"], state["config"]["g"])
         rms_init, rms_now = layer_rms(fresh_g, z[:64]), layer_rms(G, z[:64])
-        strengths = [m.strength.item() for m in noises]
         fids = {"as sampled": scorer.fid(to_uint8(samples(G, z, False))),
                 "fresh noise": scorer.fid(to_uint8(samples(G, z, True)))}
-        for m in noises:
-            m.strength.data.zero_()
+        silence_noise(G)
         fids["no noise"] = scorer.fid(to_uint8(samples(G, z, False)))
         rows.append((ckpt, state["nimg"] / 1000, fids, rms_init, rms_now, strengths))
         print(f"{ckpt} ({state['nimg'] / 1000:g} kimg): " + ", ".join(f"{k} {v:.1f}" for k, v in fids.items()), flush=True)
