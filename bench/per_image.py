@@ -8,13 +8,16 @@ optional ``+KEY=VALUE`` overrides, as in ``bench/quality.py``) trains on the 64x
 * the curve: at each mark, 1,000 EMA samples on the selection seeds (1,000,000 and up), FID@1k
   against ``celeba-10k-stats.npz`` beside the real-data floor (16.43);
 * at the end, the 1,000 images ``facegan sample`` hands in (seeds 0…999) and the copy check;
-* the spread: each entry trained again with seed + 1 up to the middle mark (``--no-spread``: not);
+* the spread: each entry trained again with seed + 1 and paused at the middle mark (``--no-spread``:
+  not) — the same recipe of the same length, so its learning-rate decay and EMA schedule at the
+  middle are those of the first seed's curve point there;
 * the cost: GFLOP per image-step (D on real and fake, G through D; ``torch.utils.flop_counter``)
   and images per second on this CPU.
 
 Each run's length is its largest mark in kimg, so the presets' learning-rate decays (a fraction
 of the run's length) act over the second half of the largest mark; the curve's earlier points
-come from the same run, which is what "equal images seen" means for a recipe trained once.
+come from the same run, which is what "equal images seen" means for a recipe trained once; the
+spread's runs are the same recipe of the same length, paused at the middle mark.
 
 Long curves outlast a session: every run lives in a folder under ``--root`` (printed at the
 start) and keeps its snapshots there; rerunning the same command with ``--root`` resumes an
@@ -124,13 +127,13 @@ def _segments(out: Path) -> list[dict]:
     return json.loads(f.read_text()) if f.is_file() else []
 
 
-def train_curve(entry: str, seed: int, marks: list[float], cache: Path, out: Path, tiny: bool, threads: int | None
-                ) -> dict | None:
-    """Train ``entry`` to ``max(marks)`` kimg in ``out``, or go on with the run already there;
-    EMA samples (selection seeds) at each mark kept as ``curve-NIMG.npy``, the handed-in seeds at
-    the end as ``final.npy``, the facts as ``run.json``. A finished folder is read back, not
-    retrained. Returns None when training was interrupted (SIGINT/SIGTERM: ``last.pt`` is written,
-    and a rerun with ``--root`` goes on from it)."""
+def train_curve(entry: str, seed: int, marks: list[float], cache: Path, out: Path, tiny: bool, threads: int | None,
+                stop_kimg: float | None = None) -> dict | None:
+    """Train ``entry`` for a run of ``max(marks)`` kimg in ``out`` (paused at ``stop_kimg`` if
+    given), or go on with the run already there; EMA samples (selection seeds) at each mark kept
+    as ``curve-NIMG.npy``, the handed-in seeds at the end as ``final.npy``, the facts as
+    ``run.json``. A finished folder is read back, not retrained. Returns None when training was
+    interrupted (SIGINT/SIGTERM: ``last.pt`` is written, and a rerun with ``--root`` goes on from it)."""
     from facegan.sample import load_sampler
     from facegan.train import training_loop
     from facegan.train.entry import config_for_resume
@@ -145,8 +148,9 @@ def train_curve(entry: str, seed: int, marks: list[float], cache: Path, out: Pat
         over.update(TINY.get(arch, {}), batch=16, precision="fp32")
     resume = (out / "last.pt").is_file()
     cfg = config_for_resume(out, {"data": str(cache), "threads": threads}) if resume else entry_config(entry, **over)
+    end = stop_kimg or max(marks)
     kept = [kimg for kimg, _ in snapshot_files(out)]
-    todo = [m for m in sorted(marks)[:-1] if not any(k >= m for k in kept)]
+    todo = [m for m in sorted(marks) if m < end and not any(k >= m for k in kept)]
 
     def on_tick(progress, sampler) -> None:
         while todo and progress.nimg >= todo[0] * 1000:  # a tick may pass several marks at once
@@ -154,11 +158,11 @@ def train_curve(entry: str, seed: int, marks: list[float], cache: Path, out: Pat
             save_snapshot(out, progress.nimg, sampler())
 
     t = time.perf_counter()
-    res = training_loop(cfg, resume=resume, on_tick=on_tick)
+    res = training_loop(cfg, resume=resume, on_tick=on_tick, stop_nimg=None if stop_kimg is None else int(stop_kimg * 1000))
     segments = _segments(out) + [{"cpu": cpu_class(), "threads": threads, "from_kimg": (res.nimg - res.trained_img) / 1000,
                                   "to_kimg": res.nimg / 1000, "seconds": time.perf_counter() - t}]
     (out / "segments.json").write_text(json.dumps(segments, indent=1))
-    if res.status != "done":
+    if res.status == "interrupted":
         print(f"  {entry} seed {seed}: stopped at {res.nimg / 1000:.1f} kimg; go on with --root {out.parent}",
               flush=True)
         return None
@@ -166,10 +170,10 @@ def train_curve(entry: str, seed: int, marks: list[float], cache: Path, out: Pat
     save_snapshot(out, res.nimg, S)
     np.save(out / "final.npy", S(list(range(1000))))
     cpus = sorted({g["cpu"] for g in segments})
-    facts = {"entry": entry, "seed": seed, "kimg": res.nimg / 1000, "minutes": res.elapsed / 60,
+    facts = {"entry": entry, "seed": seed, "kimg": res.nimg / 1000, "length_kimg": cfg.kimg, "minutes": res.elapsed / 60,
              "img_per_s": res.nimg / max(res.elapsed, 1e-9), "gflop_per_img": gflop_per_image(cfg), "cpus": cpus}
     (out / "run.json").write_text(json.dumps(facts, indent=1))
-    print(f"  {entry} seed {seed}: {facts['kimg']:.1f} kimg in {facts['minutes']:.1f} min "
+    print(f"  {entry} seed {seed}: {facts['kimg']:.1f} kimg (of a {cfg.kimg:g}-kimg run) in {facts['minutes']:.1f} min "
           f"({facts['img_per_s']:.1f} img/s on {' + '.join(cpus)})", flush=True)
     return facts
 
@@ -217,14 +221,13 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     print(f"{machine_report()}; marks {', '.join(f'{m:g}' for m in marks)} kimg; runs in {root} "
           f"(interrupted? rerun with --root {root})", flush=True)
-    jobs = [(e, args.seed, marks) for e in entries]
+    jobs = [(e, args.seed, None) for e in entries]
     if not args.no_spread:
-        middle = marks[len(marks) // 2]
-        jobs += [(e, args.seed + 1, [middle]) for e in entries]
-    folders = [root / f"{i}-s{sd}" for i, (e, sd, m) in enumerate(jobs)]
+        jobs += [(e, args.seed + 1, marks[len(marks) // 2]) for e in entries]
+    folders = [root / f"{i}-s{sd}" for i, (e, sd, stop) in enumerate(jobs)]
     runs = []
-    for (e, sd, m), out in zip(jobs, folders):
-        facts = train_curve(e, sd, m, cache, out, args.tiny, args.threads)
+    for (e, sd, stop), out in zip(jobs, folders):
+        facts = train_curve(e, sd, marks, cache, out, args.tiny, args.threads, stop)
         if facts is None:
             raise SystemExit(f"stopped; rerun the same command with --root {root} to go on")
         runs.append(facts)
@@ -245,11 +248,11 @@ def main() -> None:
                          "copy": copy_check(final, train) if scorer else None})
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
-    print(f"\n| entry | seed | GFLOP/img-step | img/s | minutes | trained on | curve (kimg: FID@1k, seeds 1M+; "
-          f"floor {FLOOR_1K}) | FID@1k seeds 0-999 at the end |\n|---|---:|---:|---:|---:|---|---|---:|")
+    print(f"\n| entry | seed | kimg trained / run length | GFLOP/img-step | img/s | minutes | trained on | curve (kimg: FID@1k, seeds 1M+; "
+          f"floor {FLOOR_1K}) | FID@1k seeds 0-999 at the end |\n|---|---:|---:|---:|---:|---:|---|---|---:|")
     for r in rows:
         curve = "; ".join(f"{k:g}: {f:.1f}" for k, f in r["curve"])
-        print(f"| {r['entry']} | {r['seed']} | {r['gflop_per_img']:.2f} | {r['img_per_s']:.1f} | {r['minutes']:.1f} | "
+        print(f"| {r['entry']} | {r['seed']} | {r['kimg']:g} / {r.get('length_kimg', r['kimg']):g} | {r['gflop_per_img']:.2f} | {r['img_per_s']:.1f} | {r['minutes']:.1f} | "
               f"{' + '.join(r.get('cpus', ['?']))} | {curve} | {r['fid_final']:.1f} |")
     for r in rows:
         if r["nonoise"]:

@@ -77,6 +77,28 @@ def test_resume_gives_bitwise_the_same_weights(cache, tmp_path):
     assert not torch.equal(a["G"]["net.0.0.weight"], c["G"]["net.0.0.weight"])
 
 
+@pytest.mark.numeric
+def test_stop_nimg_pauses_a_segment_of_the_full_schedule(cache, tmp_path):
+    """stop_nimg ends the call at that image count with the run's own schedule (lr decay over the
+    second half of kimg): paused + resumed == straight, bitwise, and the paused weights are not
+    those of a run whose length was the pause point (its decay would have acted)."""
+    kw = dict(lr_decay_start=0.5, kimg=0.064)
+    training_loop(tiny(cache, tmp_path / "a", **kw))
+    seg = training_loop(tiny(cache, tmp_path / "b", **kw), stop_nimg=32)
+    assert (seg.status, seg.nimg, seg.step) == ("paused", 32, 4)
+    assert json.loads((tmp_path / "b" / "stats.jsonl").read_text().splitlines()[-1])["event"] == "paused"
+    paused = load(tmp_path / "b" / "last.pt")
+    training_loop(tiny(cache, tmp_path / "short", **{**kw, "kimg": 0.032}))
+    short = load(tmp_path / "short" / "last.pt")
+    assert not torch.equal(paused["G"]["net.0.0.weight"], short["G"]["net.0.0.weight"])
+    res = training_loop(config_for_resume(tmp_path / "b", {}), resume=True)
+    assert (res.status, res.nimg) == ("done", 64)
+    a, b = load(tmp_path / "a" / "last.pt"), load(tmp_path / "b" / "last.pt")
+    for key in ("G", "D", "G_ema"):
+        for name, t in a[key].items():
+            assert torch.equal(t, b[key][name]), f"{key}.{name}"
+
+
 def test_resume_refuses_model_changes_and_fresh_runs_refuse_old_folders(cache, tmp_path):
     training_loop(tiny(cache, tmp_path / "r", kimg=0.016))
     with pytest.raises(FaceganError, match="cannot change --g"):

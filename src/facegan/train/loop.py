@@ -56,7 +56,8 @@ MAX_TICK_S = 120.0
 class TrainResult:
     """How a call to :func:`training_loop` ended."""
 
-    status: Literal["done", "interrupted"]
+    status: Literal["done", "paused", "interrupted"]
+    """``paused``: this call stopped at its ``stop_nimg`` before the run's length"""
     nimg: int
     step: int
     last: Path
@@ -102,7 +103,8 @@ def _check_data(images: np.ndarray, cfg: TrainConfig, world: int) -> None:
 
 def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None,
                   destroy_process_group: bool = True, tuned: TuneResult | None = None,
-                  on_tick: Callable[[Progress, Callable[[], Sampler]], None] | None = None) -> TrainResult:
+                  on_tick: Callable[[Progress, Callable[[], Sampler]], None] | None = None,
+                  stop_nimg: int | None = None) -> TrainResult:
     """Train ``cfg.method`` on ``cfg.data`` into ``cfg.out`` until ``cfg.kimg``/``cfg.minutes``.
 
     Args:
@@ -117,6 +119,10 @@ def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None,
         on_tick: called on rank 0 after each tick with the counters and a function that returns
             the method's :class:`~facegan.models.sampling.Sampler` as of now — for a benchmark's
             curve snapshots; it must not touch the training's random state (sample by seeds).
+        stop_nimg: end this call once the run has seen this many real images, with
+            ``status="paused"`` and ``last.pt`` written: one segment of the run. Its schedules
+            (learning-rate decay, EMA, augmentation) still span ``cfg.kimg``, so a benchmark can
+            take a second seed of a long recipe only to its middle; a resume goes on from there.
 
     Process-wide settings (threads, flushing denormals, TF32) are the caller's:
     :func:`facegan.runtime.configure_torch`. Raises :class:`FaceganError` for unusable input and
@@ -126,7 +132,7 @@ def training_loop(cfg: TrainConfig, *, resume: bool = False, scorer: Any = None,
     info = dist_util.setup(cfg.device)
     try:
         with run_lock(cfg.out, enabled=info.is_main):  # a second run into this folder stops here, naming the first
-            return _Run(cfg, info, resume, scorer, tuned, on_tick).train()
+            return _Run(cfg, info, resume, scorer, tuned, on_tick, stop_nimg).train()
     except OSError as exc:
         if isinstance(exc, FaceganError):
             raise
@@ -142,8 +148,10 @@ class _Run:
     """One call of :func:`training_loop`: its method, loader, counters and outputs."""
 
     def __init__(self, cfg: TrainConfig, info: dist_util.DistInfo, resume: bool, scorer: Any,
-                 tuned: TuneResult | None = None, on_tick: Callable[..., None] | None = None):
+                 tuned: TuneResult | None = None, on_tick: Callable[..., None] | None = None,
+                 stop_nimg: int | None = None):
         self.cfg, self.info, self.resume, self.tuned, self.on_tick = cfg, info, resume, tuned, on_tick
+        self.stop_nimg = stop_nimg
         self.watch = None
         self.lr_scale = 1.0
         self.say: Callable[[str], None] | None = None
@@ -280,7 +288,7 @@ class _Run:
         first_tick_done = False
         last_ckpt_t = t_run
         last_fid_nimg = -1
-        status: Literal["done", "interrupted"] = "done"
+        status: Literal["done", "paused", "interrupted"] = "done"
 
         def next_real() -> torch.Tensor:
             return next(self.loader)
@@ -300,14 +308,18 @@ class _Run:
                     pr.elapsed = elapsed0 + time.perf_counter() - t_run
                     finished = (self.total_img is not None and pr.nimg >= self.total_img) or \
                                (self.total_s is not None and pr.elapsed >= self.total_s)
+                    paused = not finished and self.stop_nimg is not None and pr.nimg >= self.stop_nimg
                     # one all-reduce per step answers both: stop now? is a tick line due by the clock?
                     # (a line at least every FIRST_TICK_S, then every MAX_TICK_S)
                     tick_s = MAX_TICK_S if first_tick_done else FIRST_TICK_S
                     ending, late = dist_util.any_ranks(
-                        [finished or stop.received is not None, time.perf_counter() - t_tick >= tick_s], info)
+                        [finished or paused or stop.received is not None, time.perf_counter() - t_tick >= tick_s],
+                        info)
                     if ending:
-                        if stop.received is not None or not finished:
+                        if stop.received is not None or not (finished or paused):
                             status = "interrupted"
+                        elif paused:
+                            status = "paused"
                         break
                     if cfg.lr_decay_start is not None:
                         self._decay_lr()
@@ -319,7 +331,9 @@ class _Run:
                     mon.step(pr.nimg, elapsed0 + time.perf_counter() - t_run)
                     # --- ticks: logs, grids, FID, checkpoints -------------------------------
                     last_step = self.total_img is not None and pr.nimg >= self.total_img
-                    if pr.nimg < next_tick and not last_step and not late:
+                    # a segment's end is a tick too: its snapshot and counters are logged where it stops
+                    segment_end = last_step or (self.stop_nimg is not None and pr.nimg >= self.stop_nimg)
+                    if pr.nimg < next_tick and not segment_end and not late:
                         continue
                     first_tick_done = True
                     self._tick(sums, tick_start_img, tick_train_s)
@@ -327,7 +341,7 @@ class _Run:
                     if self.on_tick is not None and info.is_main:
                         self._optional(lambda: self.on_tick(pr, self.sampler))
                     next_tick = _next_multiple(pr.nimg, cfg.tick_kimg)
-                    if info.is_main and (pr.nimg >= next_grid or last_step):
+                    if info.is_main and (pr.nimg >= next_grid or segment_end):
                         if self._optional(self.grid):
                             next_grid = _next_multiple(pr.nimg, cfg.grid_kimg)
                     if cfg.ref is not None and pr.nimg >= next_fid:
@@ -398,13 +412,13 @@ class _Run:
         self.mon.log({"event": status, "kimg": pr.nimg / 1000, "step": pr.step, "elapsed_s": round(pr.elapsed, 1),
                       **({"signal": sig} if sig else {})})
         plot_curves(self.mon.stats_path, out / "curves.png")
-        what = "stopped by signal" if status == "interrupted" else "finished"
+        what = {"interrupted": "stopped by signal", "paused": "paused as asked"}.get(status, "finished")
         self.mon.close()
         print(f"facegan train: {what} at kimg {pr.nimg / 1000:.1f} (step {pr.step}, "
               f"{pr.elapsed / 60:.1f} min); checkpoint {self.last_path}"
               + (f"; best FID {pr.best_fid:.2f} at kimg {pr.best_kimg:.1f} in {self.best_path}"
                  if pr.best_fid is not None else "")
-              + (f"\n  resume with: facegan train --out {out} --resume" if status == "interrupted" else ""),
+              + (f"\n  resume with: facegan train --out {out} --resume" if status != "done" else ""),
               flush=True)
 
 
