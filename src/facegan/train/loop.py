@@ -151,7 +151,7 @@ class _Run:
                  tuned: TuneResult | None = None, on_tick: Callable[..., None] | None = None,
                  stop_nimg: int | None = None):
         self.cfg, self.info, self.resume, self.tuned, self.on_tick = cfg, info, resume, tuned, on_tick
-        self.stop_nimg = stop_nimg
+        self.stop_nimg = float("inf") if stop_nimg is None else stop_nimg  # no pause: never reached
         self.watch = None
         self.lr_scale = 1.0
         self.say: Callable[[str], None] | None = None
@@ -308,7 +308,7 @@ class _Run:
                     pr.elapsed = elapsed0 + time.perf_counter() - t_run
                     finished = (self.total_img is not None and pr.nimg >= self.total_img) or \
                                (self.total_s is not None and pr.elapsed >= self.total_s)
-                    paused = not finished and self.stop_nimg is not None and pr.nimg >= self.stop_nimg
+                    paused = not finished and pr.nimg >= self.stop_nimg
                     # one all-reduce per step answers both: stop now? is a tick line due by the clock?
                     # (a line at least every FIRST_TICK_S, then every MAX_TICK_S)
                     tick_s = MAX_TICK_S if first_tick_done else FIRST_TICK_S
@@ -332,7 +332,7 @@ class _Run:
                     # --- ticks: logs, grids, FID, checkpoints -------------------------------
                     last_step = self.total_img is not None and pr.nimg >= self.total_img
                     # a segment's end is a tick too: its snapshot and counters are logged where it stops
-                    segment_end = last_step or (self.stop_nimg is not None and pr.nimg >= self.stop_nimg)
+                    segment_end = last_step or pr.nimg >= self.stop_nimg
                     if pr.nimg < next_tick and not segment_end and not late:
                         continue
                     first_tick_done = True
